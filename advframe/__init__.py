@@ -1,0 +1,48 @@
+"""advframe: a plugin-based PyTorch framework for adversarial robustness.
+
+The core API::
+
+    import advframe
+    model = advframe.load_model("mnist_cnn_standard")
+    data = advframe.load_dataset("mnist5k", split="test")
+    result = advframe.evaluate(model, data, attacks=["iter_ll"], eps=[0.1, 0.3])
+
+Importing advframe imports neither typer nor rich (only the CLI does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+from advframe.api import build_model, get_attack, get_dataset, get_defense, load_dataset, load_model
+from advframe.attack import Attack
+from advframe.checkpoint import load_checkpoint, save_checkpoint
+from advframe.dataset import Dataset, LabeledData
+from advframe.defense import Defense
+from advframe.errors import AdvframeError
+from advframe.hookspecs import hookimpl
+from advframe.model import Classifier, as_model
+from advframe.threat import ThreatModel
+
+
+def evaluate(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`advframe.evaluate.evaluate`."""
+    from advframe.evaluate import evaluate as _evaluate
+
+    return _evaluate(*args, **kwargs)
+
+
+def train(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`advframe.train.train`."""
+    from advframe.train import train as _train
+
+    return _train(*args, **kwargs)
+
+
+__all__ = [
+    "AdvframeError", "Attack", "Classifier", "Dataset", "Defense", "LabeledData", "ThreatModel",
+    "__version__", "as_model", "build_model", "evaluate", "get_attack", "get_dataset", "get_defense",
+    "hookimpl", "load_checkpoint", "load_dataset", "load_model", "save_checkpoint", "train",
+]

@@ -1,0 +1,45 @@
+"""The Defense protocol: what the training loop asks of a training procedure."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from advframe.params import Configurable
+
+
+class Defense(Configurable):
+    """Base class for training procedures (standard, adversarial training, ...).
+
+    The training loop calls :meth:`setup` once, then :meth:`training_loss` for every
+    minibatch, and saves :meth:`state_dict` in checkpoints so that training resumes.
+    """
+
+    summary: ClassVar[str] = ""
+
+    def setup(self, model: Any, data: Any, context: dict[str, Any]) -> None:
+        """Prepare for training ``model`` on ``data`` (``context`` holds the device, seed...)."""
+
+    def training_loss(self, model: Any, x: torch.Tensor, y: torch.Tensor, step: int
+                      ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The scalar loss to minimise on this minibatch, and statistics to show.
+
+        Statistics conventionally include ``clean_acc`` and, for adversarial
+        training, ``adv_acc`` (fractions of the minibatch).
+        """
+        raise NotImplementedError(f"defense {self.name} does not implement training_loss()")
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state to store in checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Extra tensors (e.g. a generator's weights) to store in checkpoints."""
+        return {}
+
+    def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`tensors` returned."""

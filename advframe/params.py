@@ -1,0 +1,89 @@
+"""Declarative hyper-parameters shared by attacks and defenses.
+
+A component lists its parameters and their defaults in ``defaults`` and, optionally,
+named parameter sets in ``presets`` (for example the settings of a paper's table).
+Values given on the command line as strings are converted to the type of the default.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, ClassVar
+
+from advframe.errors import ParameterError
+
+
+def coerce(value: Any, default: Any, key: str, owner: str) -> Any:
+    """Convert ``value`` (often a CLI string) to the type of ``default``.
+
+    Raises:
+        ParameterError: if the string cannot be read as that type.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.lower() in ("none", "null") and (default is None or isinstance(default, str)):
+        return None
+    try:
+        if isinstance(default, bool):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            from advframe.threat import parse_eps  # reads fractions such as 1/255
+
+            if "/" in text:
+                return parse_eps(text)
+            return float(text)
+        if default is None:
+            for conv in (int, float):
+                try:
+                    return conv(text)
+                except ValueError:
+                    pass
+            return text
+    except ValueError:
+        kind = type(default).__name__
+        raise ParameterError(f"{owner}: parameter {key}={value!r} is not a valid {kind}") from None
+    return text
+
+
+class Configurable:
+    """Mixin: keyword hyper-parameters validated against ``defaults``.
+
+    Subclasses set ``defaults`` (name -> default value) and may set ``presets``
+    (preset name -> parameter overrides). ``preset=NAME`` selects a preset; explicit
+    keywords override it. The merged values become attributes and ``self.params``.
+    """
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, **params: Any) -> None:
+        owner = f"{type(self).__name__.lower()} '{self.name}'" if self.name else type(self).__name__
+        preset = params.pop("preset", None)
+        merged = dict(self.defaults)
+        if preset is not None:
+            if preset not in self.presets:
+                known = ", ".join(sorted(self.presets)) or "none"
+                raise ParameterError(f"{owner} has no preset '{preset}' (presets: {known})")
+            merged.update(self.presets[preset])
+        for key, value in params.items():
+            if key not in self.defaults:
+                close = difflib.get_close_matches(key, list(self.defaults), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"its parameters: {', '.join(sorted(self.defaults)) or 'none'}"
+                raise ParameterError(f"{owner} has no parameter '{key}': {hint}")
+            merged[key] = coerce(value, self.defaults[key], key, owner)
+        self.preset = preset
+        self.params: dict[str, Any] = merged
+        for key, value in merged.items():
+            setattr(self, key, value)
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the merged parameters; raise :class:`ParameterError` on a bad one."""
