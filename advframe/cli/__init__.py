@@ -1,0 +1,37 @@
+"""The command-line interface (Typer + rich). The only part of advframe that prints."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the CLI, turning user errors into one line and exit 2."""
+    import typer
+
+    try:  # typer >= 0.20 vendors click as typer._click; older releases use click itself
+        from typer._click import exceptions as cx
+    except ImportError:  # pragma: no cover - depends on the installed typer
+        from click import exceptions as cx
+
+    from advframe.cli.app import build_app
+    from advframe.errors import AdvframeError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(build_app())
+    try:
+        code = command.main(args=args, prog_name="advframe", standalone_mode=False)
+    except cx.UsageError as exc:
+        path = exc.ctx.command_path if exc.ctx is not None else "advframe"
+        hint = f" (see '{path} --help')"
+        sys.stderr.write(f"error: {exc.format_message()}{hint}\n")
+        raise SystemExit(2) from None
+    except AdvframeError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(2) from None
+    except (cx.Abort, KeyboardInterrupt):
+        sys.stderr.write("interrupted\n")
+        raise SystemExit(130) from None
+    except cx.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    raise SystemExit(code if isinstance(code, int) else 0)

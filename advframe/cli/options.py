@@ -1,0 +1,55 @@
+"""Parsing of repeatable CLI options (``--param key=value``, ``--eps 8/255``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from advframe.errors import ParameterError
+from advframe.threat import parse_eps
+
+
+def parse_eps_list(values: list[str] | None) -> list[float] | None:
+    """``--eps`` values (numbers or fractions such as 8/255); None when none given."""
+    if not values:
+        return None
+    return [parse_eps(v) for v in values]
+
+
+def parse_params(values: list[str] | None) -> dict[str, dict[str, str] | str]:
+    """``--param key=value`` (every component that takes ``key``) or ``name.key=value``."""
+    out: dict[str, Any] = {}
+    for item in values or []:
+        if "=" not in item:
+            raise ParameterError(f"--param '{item}' is not key=value: write e.g. --param steps=10 "
+                                 f"or --param pgd.steps=10")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ParameterError(f"--param '{item}' has an empty key")
+        if "." in key:
+            scope, sub = key.split(".", 1)
+            out.setdefault(scope, {})[sub] = value
+        else:
+            out[key] = value
+    return out
+
+
+def params_for(name: str, declared: dict[str, Any], parsed: dict[str, Any]) -> dict[str, Any]:
+    """The parameters that apply to component ``name`` with declared parameters ``declared``."""
+    p = {k: v for k, v in parsed.items() if not isinstance(v, dict) and (k in declared or k == "preset")}
+    scoped = parsed.get(name)
+    if isinstance(scoped, dict):
+        p.update(scoped)
+    return p
+
+
+def check_all_used(parsed: dict[str, Any], names: list[str], declared: dict[str, dict[str, Any]], kind: str) -> None:
+    """Refuse a --param that no selected component takes."""
+    for key, value in parsed.items():
+        if isinstance(value, dict):
+            if key not in names:
+                raise ParameterError(f"--param {key}.… names '{key}', which is not among the selected {kind}: "
+                                     f"{', '.join(names)}")
+            continue
+        if key != "preset" and not any(key in d for d in declared.values()):
+            raise ParameterError(f"--param {key}=… is taken by none of the selected {kind} ({', '.join(names)})")

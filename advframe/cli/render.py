@@ -1,0 +1,77 @@
+"""Rich rendering: progress bars for library callbacks, tables for results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from advframe.progress import ProgressEvent
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[Any]:
+    """A callback for :class:`ProgressEvent` that draws one bar per task on stderr."""
+    if not enabled:
+        yield None
+        return
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err_console,
+                        transient=False, disable=not err_console.is_terminal and False)
+    tasks: dict[str, int] = {}
+
+    def callback(event: ProgressEvent) -> None:
+        info = "  ".join(f"{k}={_fmt(v)}" for k, v in event.info.items() if v is not None)
+        if event.task not in tasks:
+            tasks[event.task] = progress.add_task(event.task, total=event.total, info=info)
+        progress.update(tasks[event.task], completed=event.completed, total=event.total, info=info)
+
+    with progress:
+        yield callback
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def pct(v: float | None) -> str:
+    """A fraction as a percentage, or a dash."""
+    return "—" if v is None else f"{100 * v:.1f}%"
+
+
+def eval_table(doc: dict[str, Any]) -> Table:
+    """The table of an evaluation results document."""
+    clean = doc["clean"]
+    table = Table(title=f"{doc['model']} on {doc['dataset']}/{doc['split']} · {doc['examples']} examples · "
+                        f"clean top-1 {pct(clean['top1'])}, top-5 {pct(clean['top5'])}")
+    for col in ("attack", "eps", "norm", "top-1", "top-5", "success", "acc. ratio", "label leaks",
+                "max pert.", "violations", "grad evals", "seconds"):
+        table.add_column(col, justify="left" if col in ("attack", "norm") else "right")
+    for r in doc["runs"]:
+        name = r["attack"] + (" (targeted)" if r["targeted"] else "")
+        table.add_row(name, f"{r['eps']:.4g}", r["norm"], pct(r["top1"]), pct(r["top5"]), pct(r["success_rate"]),
+                      "—" if r["accuracy_ratio"] is None else f"{r['accuracy_ratio']:.3f}",
+                      "—" if r["label_leaks"] is None else str(r["label_leaks"]),
+                      f"{r['max_perturbation']:.4g}", str(r["violations"]),
+                      "—" if r["gradient_evaluations"] is None else f"{r['gradient_evaluations']:.4g}",
+                      f"{r['seconds']:.2f}")
+    return table
+
+
+def simple_table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    """A plain table."""
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for row in rows:
+        table.add_row(*[str(v) for v in row])
+    return table

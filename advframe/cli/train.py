@@ -1,0 +1,67 @@
+"""``advframe train``: train a model with a defense and write a safetensors checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from advframe import plugins
+from advframe.cli import render
+from advframe.cli.options import check_all_used, params_for, parse_eps_list, parse_params
+
+
+def train_command(
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors).")],
+    model: Annotated[str, typer.Option(help="Model architecture name.")] = "mnist_cnn",
+    dataset: Annotated[str, typer.Option(help="Data set name.")] = "mnist5k",
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the data set's files.")] = None,
+    defense: Annotated[str, typer.Option(help="Training procedure (see 'advframe list defenses').")] = "standard",
+    param: Annotated[Optional[list[str]], typer.Option(help="Defense parameter key=value; repeatable.")] = None,
+    model_param: Annotated[Optional[list[str]], typer.Option(help="Model constructor key=value, e.g. width=2; repeatable.")] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the training split.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 64,
+    optimizer: Annotated[str, typer.Option(help="sgd, adam or rmsprop.")] = "sgd",
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.05,
+    momentum: Annotated[float, typer.Option(help="Momentum (sgd, rmsprop).")] = 0.9,
+    weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
+    schedule: Annotated[str, typer.Option(help="LR schedule: none, cosine or step.")] = "none",
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, shuffling and the defense.")] = 0,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Also write the checkpoint every N steps.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from --out if it exists.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train a model and write a safetensors checkpoint that 'advframe eval --model' reads."""
+    import advframe
+    from advframe.cli.app import resolve_device
+
+    reg = plugins.registry()
+    declared = dict(getattr(reg.get("defenses", defense).factory, "defaults", {}))
+    parsed = parse_params(param)
+    check_all_used(parsed, [defense], {defense: declared}, "defenses")
+    model_config = {k: _number(v) for k, v in parse_params(model_param).items()}
+    reg.get("models", model)
+    dev = resolve_device(device)
+    data = advframe.load_dataset(dataset, split="train", data_dir=data_dir)
+    with render.progress_bar(progress) as cb:
+        result = advframe.train(model, data, model_config=model_config, defense=defense,
+                                defense_params=params_for(defense, declared, parsed), epochs=epochs,
+                                batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
+                                weight_decay=weight_decay, schedule=schedule, seed=seed, out=out,
+                                checkpoint_every=checkpoint_every, resume=resume, device=dev, progress=cb,
+                                dataset_name=dataset)
+    render.console.print(f"trained {model} with {defense}: {result.steps} steps, final loss "
+                         f"{result.final_loss:.4f}; checkpoint written to {out}")
+
+
+def _number(v: object) -> object:
+    if isinstance(v, dict):
+        return v
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except (TypeError, ValueError):
+            pass
+    return v
