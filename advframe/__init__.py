@@ -27,11 +27,7 @@ from advframe.model import Classifier, as_model
 from advframe.threat import ThreatModel
 
 
-def evaluate(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`advframe.evaluate.evaluate`."""
-    from advframe.evaluate import evaluate as _evaluate
-
-    return _evaluate(*args, **kwargs)
+from advframe.evaluation import EvalResult, evaluate
 
 
 def train(*args: Any, **kwargs: Any) -> Any:
@@ -42,7 +38,7 @@ def train(*args: Any, **kwargs: Any) -> Any:
 
 
 __all__ = [
-    "AdvframeError", "Attack", "Classifier", "Dataset", "Defense", "LabeledData", "ThreatModel",
+    "AdvframeError", "Attack", "EvalResult", "Classifier", "Dataset", "Defense", "LabeledData", "ThreatModel",
     "__version__", "as_model", "build_model", "evaluate", "get_attack", "get_dataset", "get_defense",
     "hookimpl", "load_checkpoint", "load_dataset", "load_model", "save_checkpoint", "train",
 ]

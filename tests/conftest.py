@@ -1,0 +1,64 @@
+"""Shared fixtures: fake plugin distributions on sys.path, the console script."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import advframe.plugins
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def make_distribution(root: Path, dist: str, module: str, source: str, entry: str | None = None,
+                      version: str = "0.1.0") -> Path:
+    """Write an installed-looking distribution (module + dist-info with an advframe entry point)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[advframe]\n{entry or module} = {module}\n")
+    return root
+
+
+@pytest.fixture
+def fake_plugins(tmp_path, monkeypatch):
+    """Install fake plugin distributions for this process and for subprocesses."""
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+
+    def add(dist: str, module: str, source: str, entry: str | None = None) -> Path:
+        make_distribution(root, dist, module, source, entry)
+        importlib.invalidate_caches()
+        advframe.plugins.reset()
+        return root
+
+    yield add
+    for name in list(sys.modules):
+        if name.startswith("fakeplug_"):
+            del sys.modules[name]
+    advframe.plugins.reset()
+
+
+def console_script() -> str:
+    """The installed ``advframe`` console script next to this interpreter."""
+    script = Path(sys.executable).parent / "advframe"
+    if not script.exists():
+        pytest.fail(f"console script {script} is missing: install the project (pip install .)")
+    return str(script)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real console script."""
+    return subprocess.run([console_script(), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
