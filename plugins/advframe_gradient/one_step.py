@@ -1,0 +1,197 @@
+"""One-step gradient attacks (Kurakin et al. 2017, Appendix A; Goodfellow et al. 2015).
+
+Each attack computes a direction ``d`` of unit size in its norm from ONE gradient at the
+clean input and returns ``project(x + eps · d)``. Because ``d`` does not depend on eps,
+:meth:`OneStepAttack.perturb_grid` shares it over a whole eps grid (one gradient
+evaluation in total).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from advframe.attack import Attack, random_target
+from advframe.threat import ThreatModel
+from advframe_gradient._ops import generator, gradient_of, normalized
+
+
+class OneStepAttack(Attack):
+    """Base class: ``x_adv = project(x + eps · direction(x))`` with an eps-free direction."""
+
+    one_step: ClassVar[bool] = True
+
+    def direction(self, model: Any, x: torch.Tensor, y: torch.Tensor,
+                  target: torch.Tensor | None) -> torch.Tensor:
+        """The step direction at ``x`` (unit size in the attack's norm); one gradient evaluation."""
+        raise NotImplementedError(f"attack {self.name} does not implement direction()")
+
+    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                target: torch.Tensor | None) -> torch.Tensor:
+        return self.perturb_grid(model, x, y, [threat], target)[0]
+
+    def perturb_grid(self, model: Any, x: torch.Tensor, y: torch.Tensor,
+                     threats: Sequence[ThreatModel], target: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Adversarial examples for every threat of an eps grid from ONE gradient at ``x``.
+
+        A grid whose eps are all 0 spends no gradient evaluation.
+        """
+        threats = list(threats)
+        for threat in threats:
+            self.check_threat(threat, target)
+        x = x.detach()
+        if not any(t.eps > 0 for t in threats):
+            return [t.clip_bounds(x) for t in threats]
+        d = self.direction(model, x, y, target)
+        return [t.project(x + t.eps * d, x) for t in threats]
+
+
+class FGSM(OneStepAttack):
+    """Fast gradient sign method (Goodfellow et al. 2015; Kurakin et al. 2017, §2.2).
+
+    ``x_adv = clip(x + eps · sign(∇x J(x, y_true)))`` with ``J = model.loss``. Targeted
+    (Kurakin's one-step target class method): ``x - eps · sign(∇x J(x, y_target))``.
+    Norm linf; no hyper-parameters; one gradient evaluation (shared over an eps grid);
+    reads the true label (label leaking, Kurakin §4.2).
+    """
+
+    name = "fgsm"
+    summary = "Fast gradient sign method: x + eps·sign(∇loss(x, y_true)) (Goodfellow 2015)"
+    norms = ("linf",)
+    targetable = True
+    uses_true_label = True
+
+    def direction(self, model, x, y, target):
+        g, _ = self.objective_gradient(model, x, y, target)
+        return g.sign()
+
+
+class FGSMPred(OneStepAttack):
+    """FGSM with the predicted label ("FGSM-pred", Kurakin et al. 2017, Appendix A).
+
+    ``x_adv = clip(x + eps · sign(∇x J(x, y_pred)))`` with ``y_pred = model.predict(model(x))``,
+    read off the same forward pass as the gradient. Norm linf; untargeted only; does not
+    read the true label (no label leaking); one gradient evaluation.
+    """
+
+    name = "fgsm_pred"
+    summary = "FGSM with the model's predicted label instead of the true one (Kurakin 2017)"
+    norms = ("linf",)
+    uses_true_label = False
+
+    def direction(self, model, x, y, target):
+        g, _ = gradient_of(self, model, x, lambda out: model.loss(out, model.predict(out.detach())))
+        return g.sign()
+
+
+class StepLL(OneStepAttack):
+    """One step toward the least-likely class ("step l.l.", Kurakin et al. 2017, §2.2).
+
+    ``x_adv = clip(x - eps · sign(∇x J(x, y_LL)))`` with ``y_LL = argmin model.scores(model(x))``.
+    Norm linf; it picks its own target, so it is not targetable by the caller; does not
+    read the true label; one gradient evaluation.
+    """
+
+    name = "step_ll"
+    summary = "One step toward the least-likely class: x - eps·sign(∇loss(x, y_LL)) (Kurakin 2017)"
+    norms = ("linf",)
+    uses_true_label = False
+
+    def direction(self, model, x, y, target):
+        def objective(out: torch.Tensor) -> torch.Tensor:
+            return -model.loss(out, model.scores(out.detach()).argmin(dim=1))
+
+        g, _ = gradient_of(self, model, x, objective)
+        return g.sign()
+
+
+class StepRnd(OneStepAttack):
+    """One step toward a random class ("step rnd.", Kurakin et al. 2017, Appendix A).
+
+    ``x_adv = clip(x - eps · sign(∇x J(x, y_rnd)))`` with ``y_rnd`` uniform among the
+    classes other than the PREDICTED one (so the true label is never read).
+
+    Args:
+        seed: seed of the random targets; ``None`` (default) uses torch's global RNG.
+
+    Norm linf; not targetable by the caller; one gradient evaluation.
+    """
+
+    name = "step_rnd"
+    summary = "One step toward a random class: x - eps·sign(∇loss(x, y_rnd)) (Kurakin 2017)"
+    norms = ("linf",)
+    uses_true_label = False
+    defaults = {"seed": None}
+
+    def direction(self, model, x, y, target):
+        gen = generator(self.seed)
+
+        def objective(out: torch.Tensor) -> torch.Tensor:
+            scores = model.scores(out.detach())
+            return -model.loss(out, random_target(scores.argmax(dim=1), scores.shape[1], gen))
+
+        g, _ = gradient_of(self, model, x, objective)
+        return g.sign()
+
+
+class FastEntropy(OneStepAttack):
+    """Fast method that ascends the prediction entropy ("fast entropy", Kurakin et al. 2017, App. A).
+
+    ``x_adv = clip(x + eps · sign(∇x H(softmax(model.scores(model(x))))))``, with
+    ``H(p) = -Σ p log p``: the model becomes less certain of its prediction. Norm linf;
+    untargeted only; does not read the true label; one gradient evaluation.
+    """
+
+    name = "fast_entropy"
+    summary = "One step up the entropy of softmax(scores) (Kurakin 2017)"
+    norms = ("linf",)
+    uses_true_label = False
+
+    def direction(self, model, x, y, target):
+        def entropy(out: torch.Tensor) -> torch.Tensor:
+            logp = F.log_softmax(model.scores(out), dim=1)
+            return -(logp.exp() * logp).sum(dim=1)
+
+        g, _ = gradient_of(self, model, x, entropy)
+        return g.sign()
+
+
+class FastGradL2(OneStepAttack):
+    """Fast gradient with L2 normalisation ("fast grad. L2", Kurakin et al. 2017; Miyato et al. 2016).
+
+    ``x_adv = clip(x + eps · ∇x J(x, y_true) / ||∇x J(x, y_true)||_2)``: a step of L2 length
+    exactly eps, so the norm is l2. Targeted: ``x - eps · ∇J(x, y_t) / ||∇J(x, y_t)||_2``.
+    Reads the true label; one gradient evaluation.
+    """
+
+    name = "fast_grad_l2"
+    summary = "One step of L2 length eps along the loss gradient (Kurakin 2017, Miyato 2016)"
+    norms = ("l2",)
+    targetable = True
+    uses_true_label = True
+
+    def direction(self, model, x, y, target):
+        g, _ = self.objective_gradient(model, x, y, target)
+        return normalized(g, "l2")
+
+
+class FastGradLinf(OneStepAttack):
+    """Fast gradient with Linf normalisation ("fast grad. Linf", Kurakin et al. 2017, App. A).
+
+    ``x_adv = clip(x + eps · ∇x J(x, y_true) / ||∇x J(x, y_true)||_inf)``: the largest
+    coordinate moves by eps, so the norm is linf. Targeted: minus the normalised gradient
+    of the target's loss. Reads the true label; one gradient evaluation.
+    """
+
+    name = "fast_grad_linf"
+    summary = "One step along the loss gradient scaled to Linf length eps (Kurakin 2017)"
+    norms = ("linf",)
+    targetable = True
+    uses_true_label = True
+
+    def direction(self, model, x, y, target):
+        g, _ = self.objective_gradient(model, x, y, target)
+        return normalized(g, "linf")
