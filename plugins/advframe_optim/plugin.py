@@ -1,0 +1,16 @@
+"""Hook implementations of the advframe_optim plugin."""
+
+from __future__ import annotations
+
+import advframe
+from advframe_optim.cw import CarliniWagnerL2
+from advframe_optim.deepfool import DeepFool
+from advframe_optim.lbfgs import LBFGSAttack
+
+
+@advframe.hookimpl
+def register_attacks(register):
+    """Register ``cw_l2``, ``lbfgs`` and ``deepfool``."""
+    register(CarliniWagnerL2)
+    register(LBFGSAttack)
+    register(DeepFool)
