@@ -1,0 +1,139 @@
+"""Honest evaluation: automatic checks for gradient masking and attack failure.
+
+``advframe eval`` runs them after the attacks (``--no-checks`` turns them off) and the
+results document lists them under ``"checks"``. From Python::
+
+    result = advframe.evaluate(model, data, attacks=["fgsm", "iter_basic"], eps=[0.1, 0.3])
+    checks = run_checks(model, data, result)          # also fills result.checks
+    for c in checks:
+        print(c.name, c.status, c.evidence)
+
+:func:`advframe.evaluate` itself stays a pure measurement: the checks run extra attacks,
+so they are a separate, explicit step (the CLI always takes it unless told not to).
+
+Each check yields ``pass``, ``warn`` or ``not_applicable`` with evidence (a sentence
+with the numbers) and a source (a citation). Checks read the evaluation's runs where
+those hold what they need; otherwise they run their own attacks, by registry name, on
+a probe of the first ``subset`` (200) examples, and say so in the evidence. An attack
+that no plugin registers makes the check that needs it ``not_applicable``.
+Accuracies are compared with a one-sided two-proportion z-test at 99 %
+(:mod:`advframe.checks.stats`).
+
+The checks (docs/checks.md describes each with its threshold and source):
+
+* ``eps_zero_clean``: an attack at eps = 0 gives exactly the clean accuracy.
+* ``monotone_in_eps``: accuracy does not rise with eps beyond sampling noise.
+* ``iterative_beats_one_step``: iter_basic >= fgsm and iter_ll >= step_ll in strength.
+* ``unbounded_attack_wins``: eps = the whole input range drives top-1 to <= 5 %.
+* ``whitebox_beats_noise``: the strongest white-box attack beats rand_sign.
+* ``whitebox_beats_transfer``: ... and beats transfer from ``transfer_source``.
+* ``gradient_health``: <= 5 % of examples with a zero or non-finite input gradient.
+* ``deterministic_predictions``: two identical forward passes agree.
+* ``label_leaking``: a one-step true-label attack does not raise accuracy above clean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from advframe.checks.base import NOT_APPLICABLE, PASS, STATUSES, WARN, Check, Context
+from advframe.checks.consistency import (eps_zero_clean, iterative_beats_one_step, label_leaking, monotone_in_eps,
+                                         whitebox_beats_noise, whitebox_beats_transfer)
+from advframe.checks.gradients import deterministic_predictions, gradient_health, unbounded_attack_wins
+from advframe.checks.probe import Probe
+from advframe.data_source import as_source
+from advframe.errors import ParameterError
+from advframe.model import as_model
+from advframe.progress import ProgressCallback, emit
+
+#: Every check, in the order reports list them.
+CHECKS: dict[str, Callable[[Context], Check]] = {
+    "eps_zero_clean": eps_zero_clean,
+    "monotone_in_eps": monotone_in_eps,
+    "iterative_beats_one_step": iterative_beats_one_step,
+    "unbounded_attack_wins": unbounded_attack_wins,
+    "whitebox_beats_noise": whitebox_beats_noise,
+    "whitebox_beats_transfer": whitebox_beats_transfer,
+    "gradient_health": gradient_health,
+    "deterministic_predictions": deterministic_predictions,
+    "label_leaking": label_leaking,
+}
+
+DEFAULT_SUBSET = 200
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def run_checks(model: nn.Module, data: Any, result: Any, *, attacks: Sequence[Any] | Mapping[str, Any] | None = None,
+               transfer_source: nn.Module | None = None, subset: int = DEFAULT_SUBSET,
+               device: str | torch.device | None = None, seed: int | None = None,
+               only: Sequence[str] | None = None, progress: ProgressCallback = None) -> list[Check]:
+    """Run the honesty checks on an evaluation and store them in ``result.checks``.
+
+    Args:
+        model: the evaluated model (a Model or a plain logits ``nn.Module``).
+        data: the evaluated data, in any form :func:`advframe.evaluate` takes.
+        result: the :class:`~advframe.evaluate.EvalResult` of the evaluation.
+        attacks: the evaluation's attack objects (a list or ``{name: attack}``); reused
+            when a check re-runs one of them. Attacks named in the runs but not given
+            here are rebuilt by registry name with the runs' parameters.
+        transfer_source: a second model; enables ``whitebox_beats_transfer``.
+        subset: examples in the probe on which checks run their own attacks.
+        device: where to run (default: where the model's parameters are).
+        seed: seeds the probe's attacks (default: the evaluation's seed). The global
+            random state is restored afterwards.
+        only: run only these checks (names of :data:`CHECKS`).
+        progress: callback receiving one event per check.
+
+    Returns:
+        The checks in the order of :data:`CHECKS`; ``result.checks`` holds their dicts.
+
+    Raises:
+        ParameterError: for a non-positive ``subset`` or an unknown check name.
+    """
+    if subset < 1:
+        raise ParameterError(f"subset {subset} is invalid: the checks need at least one example")
+    names = list(CHECKS) if only is None else list(only)
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown:
+        raise ParameterError(f"unknown check(s) {', '.join(unknown)}: use some of {', '.join(CHECKS)}")
+    model = as_model(model).eval()
+    dev = torch.device(device) if device is not None else _device_of(model)
+    model = model.to(dev)
+    source_model = as_model(transfer_source).to(dev).eval() if transfer_source is not None else None
+    bounds = tuple(result.meta.get("bounds") or ()) or None
+    source = as_source(data, bounds=bounds)
+    n = min(subset, len(source), result.examples or subset)
+    x, y = source.batch(0, n)
+    norms = [r["norm"] for r in result.runs if r.get("norm")]
+    norm = norms[0] if norms else "linf"
+    grid = sorted({float(r["eps"]) for r in result.runs if r.get("norm") == norm and r["eps"] > 0})
+    if isinstance(attacks, Mapping):
+        objects = dict(attacks)
+    else:
+        objects = {getattr(a, "name", type(a).__name__): a for a in (attacks or []) if not isinstance(a, str)}
+    run_seed = int(result.meta.get("seed", 0) if seed is None else seed)
+    checks: list[Check] = []
+    with torch.random.fork_rng(devices=[dev.index if dev.index is not None else torch.cuda.current_device()]
+                                  if dev.type == "cuda" else []):
+        torch.manual_seed(run_seed)
+        probe = Probe(model, x, y, source.bounds, norm, dev, seed=run_seed, attacks=objects)
+        ctx = Context(result=result, probe=probe, norm=norm, transfer_source=source_model, grid=grid)
+        for i, name in enumerate(names):
+            checks.append(CHECKS[name](ctx))
+            emit(progress, "checks", i + 1, len(names), check=name, status=checks[-1].status)
+    result.checks = [c.to_dict() for c in checks]
+    return checks
+
+
+__all__ = ["CHECKS", "Check", "DEFAULT_SUBSET", "NOT_APPLICABLE", "PASS", "STATUSES", "WARN", "run_checks"]

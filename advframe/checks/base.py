@@ -1,0 +1,99 @@
+"""What a check returns, the shared context checks read, and the citations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from advframe.checks.probe import Probe
+
+PASS = "pass"
+WARN = "warn"
+NOT_APPLICABLE = "not_applicable"
+STATUSES: tuple[str, ...] = (PASS, WARN, NOT_APPLICABLE)
+
+ATHALYE = ("Athalye, Carlini & Wagner 2018, Obfuscated Gradients Give a False Sense of Security (ICML), "
+           "§3.1 characteristic behaviours of obfuscated gradients")
+ATHALYE_EOT = "Athalye, Carlini & Wagner 2018, Obfuscated Gradients Give a False Sense of Security, §4.2 (EOT)"
+CARLINI = "Carlini et al. 2019, On Evaluating Adversarial Robustness (arXiv:1902.06705), evaluation checklist"
+KURAKIN = "Kurakin, Goodfellow & Bengio 2017, Adversarial Machine Learning at Scale (ICLR)"
+CROCE = ("Croce & Hein 2020, Reliable Evaluation of Adversarial Robustness with an Ensemble of Diverse "
+         "Parameter-free Attacks (AutoAttack, ICML), its built-in checks")
+
+
+def cite(*sources: str) -> str:
+    """Join citations with ``"; "``."""
+    return "; ".join(sources)
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check.
+
+    Attributes:
+        name: stable snake_case name of the check.
+        status: ``"pass"``, ``"warn"`` or ``"not_applicable"``.
+        evidence: one or more sentences with the numbers behind the status.
+        source: the citation the check comes from.
+    """
+
+    name: str
+    status: str
+    evidence: str
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"check status '{self.status}' is unknown: use one of {', '.join(STATUSES)}")
+
+    def to_dict(self) -> dict[str, str]:
+        """The entry of the results document's ``checks`` list."""
+        return {"name": self.name, "status": self.status, "evidence": self.evidence, "source": self.source}
+
+
+@dataclass
+class Context:
+    """What every check reads.
+
+    Attributes:
+        result: the evaluation (an :class:`~advframe.evaluate.EvalResult`).
+        probe: the subset on which checks run their own attacks.
+        norm: the evaluation's norm.
+        transfer_source: an optional second model to transfer adversarial examples from.
+        grid: the evaluation's eps values above zero, ascending.
+    """
+
+    result: Any
+    probe: Probe
+    norm: str
+    transfer_source: Any | None
+    grid: list[float]
+
+    @property
+    def on_probe(self) -> str:
+        """``"on the first 200 examples"``: how evidence names the probe."""
+        return f"on the first {self.probe.n} examples"
+
+    def runs(self, *, untargeted: bool = True) -> list[dict[str, Any]]:
+        """The evaluation's runs in the evaluation's norm with a measured top-1."""
+        return [r for r in self.result.runs
+                if r.get("top1") is not None and r.get("examples") and r.get("norm") == self.norm
+                and not (untargeted and r.get("targeted"))]
+
+    def run_of(self, attack: str, eps: float) -> dict[str, Any] | None:
+        """The untargeted measured run of ``attack`` at ``eps``, if the evaluation has it."""
+        for r in self.runs():
+            if r["attack"] == attack and abs(r["eps"] - eps) <= 1e-12:
+                return r
+        return None
+
+
+def join(sentences: Iterable[str]) -> str:
+    """Join evidence sentences, each ending with a full stop."""
+    out = []
+    for s in sentences:
+        s = s.strip()
+        if s:
+            out.append(s if s.endswith(".") else s + ".")
+    return " ".join(out)

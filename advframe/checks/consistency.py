@@ -1,0 +1,272 @@
+"""Checks that compare accuracies: eps = 0, monotonicity, iterative vs one-step,
+white-box vs noise and transfer, label leaking.
+
+Each reads the evaluation's runs when they hold what it needs, and otherwise runs the
+attacks it needs itself on the probe (the first ``subset`` examples). Every
+comparison of two accuracies uses the bound of :mod:`advframe.checks.stats`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from advframe.checks.base import (ATHALYE, CARLINI, KURAKIN, NOT_APPLICABLE, PASS, WARN, Check, Context, cite,
+                                  join)
+from advframe.checks.probe import AttackUnavailable
+from advframe.checks.stats import BOUND_TEXT, Excess, excess, pct
+
+#: Pairs (iterative, its one-step counterpart) of Kurakin et al. 2017 compared at equal eps.
+ITERATIVE_PAIRS: tuple[tuple[str, str], ...] = (("iter_basic", "fgsm"), ("iter_ll", "step_ll"))
+#: Random-noise baselines: not white-box attacks.
+NOISE_ATTACKS: tuple[str, ...] = ("rand_sign", "rand_normal")
+#: The noise baseline a white-box attack must beat.
+NOISE_BASELINE = "rand_sign"
+#: One-step attacks that read the true label (label leaking, Kurakin §4.2).
+LEAK_ATTACKS: tuple[str, ...] = ("fgsm", "fast_grad_linf", "fast_grad_l2")
+
+
+def _n(run: dict[str, Any]) -> int:
+    return int(run["examples"])
+
+
+def eps_zero_clean(ctx: Context) -> Check:
+    """An attack at eps = 0 must leave every prediction as it is.
+
+    Uses the evaluation's runs at eps = 0 when there are any (their top-1 must equal the
+    clean top-1 exactly, with no refused batch); otherwise re-runs each of the
+    evaluation's attacks at eps = 0 on the probe and requires identical predictions.
+    """
+    name, source = "eps_zero_clean", cite(CARLINI)
+    result = ctx.result
+    zero = [r for r in result.runs if r["eps"] == 0.0 and r.get("norm") == ctx.norm]
+    if zero:
+        bad, good = [], []
+        for r in zero:
+            n = result.examples
+            if r.get("top1") is None or r["examples"] != n or r.get("violations"):
+                bad.append(f"{r['attack']} at eps = 0 had {r.get('violations', 0)} example(s) outside the threat "
+                           f"model and {r['examples']} of {n} examples counted")
+            elif round(r["top1"] * n) != round(result.clean_top1 * n):
+                bad.append(f"{r['attack']} at eps = 0 gives top-1 {pct(r['top1'])} but the clean top-1 is "
+                           f"{pct(result.clean_top1)} on the same {n} examples")
+            else:
+                good.append(r["attack"])
+        if bad:
+            return Check(name, WARN, join(bad + ["An attack that changes predictions without perturbing the input "
+                                                 "points to a bug or a stochastic model"]), source)
+        return Check(name, PASS, join([f"{', '.join(good)} at eps = 0 give exactly the clean top-1 "
+                                       f"{pct(result.clean_top1)} on all {result.examples} examples"]), source)
+    probe = ctx.probe
+    seen: dict[str, dict[str, Any]] = {}
+    for r in result.runs:
+        if not r.get("targeted"):
+            seen.setdefault(r["attack"], r)
+    sentences, bad, unavailable = [], False, []
+    for attack, r in seen.items():
+        try:
+            run = probe.attack(attack, 0.0, params=r.get("params"))
+        except AttackUnavailable as exc:
+            unavailable.append(str(exc))
+            continue
+        changed = int((run.predictions != probe.clean_predictions).sum())
+        bad = bad or changed > 0
+        sentences.append(f"{attack} re-run at eps = 0 {ctx.on_probe}: top-1 {pct(run.top1)} vs clean "
+                         f"{pct(probe.clean_top1)}, {changed} prediction(s) changed")
+    if not sentences:
+        why = "; ".join(unavailable) or "the evaluation has no untargeted attack to re-run"
+        return Check(name, NOT_APPLICABLE, join([f"No eps = 0 run and none could be re-run: {why}"]), source)
+    return Check(name, WARN if bad else PASS, join(["The evaluation has no eps = 0 run"] + sentences), source)
+
+
+def monotone_in_eps(ctx: Context) -> Check:
+    """For each attack, accuracy must not rise with eps beyond sampling noise.
+
+    Every pair eps_i < eps_j of the same attack is tested; the largest rise is reported.
+    """
+    name, source = "monotone_in_eps", cite(ATHALYE, CARLINI)
+    groups: dict[tuple[str, bool], list[dict[str, Any]]] = {}
+    for r in ctx.runs(untargeted=False):
+        groups.setdefault((r["attack"], bool(r.get("targeted"))), []).append(r)
+    groups = {k: sorted(v, key=lambda r: r["eps"]) for k, v in groups.items() if len({r["eps"] for r in v}) > 1}
+    if not groups:
+        return Check(name, NOT_APPLICABLE, "No attack ran at two or more eps values.", source)
+    worst: tuple[Excess, str, dict[str, Any], dict[str, Any]] | None = None
+    rises = []
+    for (attack, _), runs in groups.items():
+        for i, lo in enumerate(runs):
+            for hi in runs[i + 1:]:
+                if hi["eps"] <= lo["eps"]:
+                    continue
+                e = excess(hi["top1"], _n(hi), lo["top1"], _n(lo))
+                if worst is None or e.z > worst[0].z:
+                    worst = (e, attack, lo, hi)
+                if e.significant:
+                    rises.append(f"{attack}: top-1 rises from {pct(lo['top1'])} at eps {lo['eps']:g} to "
+                                 f"{pct(hi['top1'])} at eps {hi['eps']:g} ({e.describe()})")
+    if worst is None:
+        return Check(name, NOT_APPLICABLE, "No attack ran at two or more distinct eps values.", source)
+    e, attack, lo, hi = worst
+    head = (f"Checked {len(groups)} attack(s) over their eps grids with a {BOUND_TEXT}")
+    if rises:
+        return Check(name, WARN, join([head] + rises + ["A larger budget should never help the model: "
+                                                        "suspect masked gradients or a failing attack"]), source)
+    return Check(name, PASS, join([head, f"The largest change with growing eps is {attack} from "
+                                         f"{pct(lo['top1'])} at eps {lo['eps']:g} to {pct(hi['top1'])} at eps "
+                                         f"{hi['eps']:g} ({e.describe()})"]), source)
+
+
+def _pair_accuracies(ctx: Context, strong: str, weak: str) -> tuple[list[tuple[float, float, int, float, int]], str]:
+    """``[(eps, top1 strong, n, top1 weak, n)]`` from the runs, else from the probe; and where from."""
+    common = [(r["eps"], r, ctx.run_of(weak, r["eps"])) for r in ctx.runs() if r["attack"] == strong and r["eps"] > 0]
+    rows = [(eps, s["top1"], _n(s), w["top1"], _n(w)) for eps, s, w in common if w is not None]
+    if rows:
+        return rows, "from the evaluation's runs"
+    if not ctx.grid:
+        raise AttackUnavailable("the evaluation has no eps above 0")
+    eps = ctx.grid[-1]
+    s = ctx.probe.attack(strong, eps, params=_params(ctx, strong))
+    w = ctx.probe.attack(weak, eps, params=_params(ctx, weak))
+    return [(eps, s.top1, ctx.probe.n, w.top1, ctx.probe.n)], ctx.on_probe
+
+
+def _params(ctx: Context, attack: str) -> dict[str, Any] | None:
+    for r in ctx.result.runs:
+        if r["attack"] == attack:
+            return r.get("params")
+    return None
+
+
+def iterative_beats_one_step(ctx: Context) -> Check:
+    """An iterative attack must be at least as strong as its one-step counterpart.
+
+    Pairs: iter_basic vs fgsm and iter_ll vs step_ll, at equal eps. Uses the runs where
+    the evaluation ran both at an eps; otherwise runs both on the probe at the
+    evaluation's largest eps.
+    """
+    name, source = "iterative_beats_one_step", cite(ATHALYE, KURAKIN)
+    sentences, warn, unavailable = [], False, []
+    for strong, weak in ITERATIVE_PAIRS:
+        try:
+            rows, where = _pair_accuracies(ctx, strong, weak)
+        except AttackUnavailable as exc:
+            unavailable.append(f"{strong} vs {weak}: {exc}")
+            continue
+        tests = [(excess(ps, ns, pw, nw), eps, ps, pw) for eps, ps, ns, pw, nw in rows]
+        e, eps, ps, pw = max(tests, key=lambda t: t[0].z)
+        warn = warn or e.significant
+        verdict = "weaker than" if e.significant else "at least as strong as"
+        over = f" (closest of {len(rows)} eps values)" if len(rows) > 1 else ""
+        sentences.append(f"{strong} is {verdict} {weak} at eps {eps:g}{over} {where}: top-1 {pct(ps)} vs "
+                         f"{pct(pw)} ({e.describe()})")
+    if not sentences:
+        return Check(name, NOT_APPLICABLE, join(["No pair could be compared"] + unavailable), source)
+    tail = [f"Bound: {BOUND_TEXT}"]
+    if warn:
+        tail.insert(0, "A one-step attack beating an iterative one is a sign of masked gradients")
+    return Check(name, WARN if warn else PASS, join(sentences + tail), source)
+
+
+def _whitebox_best(ctx: Context) -> dict[str, Any] | None:
+    """The strongest untargeted white-box run at the evaluation's largest white-box eps."""
+    wb = [r for r in ctx.runs() if r["attack"] not in NOISE_ATTACKS and r["eps"] > 0]
+    if not wb:
+        return None
+    eps = max(r["eps"] for r in wb)
+    return min((r for r in wb if r["eps"] == eps), key=lambda r: r["top1"])
+
+
+def whitebox_beats_noise(ctx: Context) -> Check:
+    """The strongest white-box attack must beat random sign noise (rand_sign) at equal eps.
+
+    Compared at the evaluation's largest white-box eps; rand_sign comes from the runs
+    when the evaluation ran it there, else from the probe.
+    """
+    name, source = "whitebox_beats_noise", cite(ATHALYE, CARLINI)
+    best = _whitebox_best(ctx)
+    if best is None:
+        return Check(name, NOT_APPLICABLE, "The evaluation ran no untargeted white-box attack at eps above 0.", source)
+    eps = best["eps"]
+    noise = ctx.run_of(NOISE_BASELINE, eps)
+    if noise is not None:
+        pn, nn_, where = noise["top1"], _n(noise), "from the evaluation's runs"
+    else:
+        try:
+            run = ctx.probe.attack(NOISE_BASELINE, eps)
+        except AttackUnavailable as exc:
+            return Check(name, NOT_APPLICABLE, join([f"Could not run {NOISE_BASELINE}: {exc}"]), source)
+        pn, nn_, where = run.top1, ctx.probe.n, ctx.on_probe
+    e = excess(best["top1"], _n(best), pn, nn_)
+    text = (f"At eps {eps:g} the strongest white-box attack {best['attack']} leaves top-1 {pct(best['top1'])} "
+            f"({_n(best)} examples); {NOISE_BASELINE} noise {where} leaves {pct(pn)} ({e.describe()}, "
+            f"{BOUND_TEXT})")
+    if e.significant:
+        return Check(name, WARN, join([text, "Random noise beating the gradient means the gradient does not point "
+                                             "to adversarial examples: masked gradients"]), source)
+    return Check(name, PASS, join([text]), source)
+
+
+def whitebox_beats_transfer(ctx: Context) -> Check:
+    """The strongest white-box attack must beat the same attack transferred from another model.
+
+    Runs only when a ``transfer_source`` model is given: the attack is crafted on it on
+    the probe and measured on the model under evaluation.
+    """
+    name, source = "whitebox_beats_transfer", cite(ATHALYE, CARLINI)
+    if ctx.transfer_source is None:
+        return Check(name, NOT_APPLICABLE, "No transfer source model was given.", source)
+    best = _whitebox_best(ctx)
+    if best is None:
+        return Check(name, NOT_APPLICABLE, "The evaluation ran no untargeted white-box attack at eps above 0.", source)
+    try:
+        run = ctx.probe.attack(best["attack"], best["eps"], params=best.get("params"), source=ctx.transfer_source)
+    except AttackUnavailable as exc:
+        return Check(name, NOT_APPLICABLE, join([f"Could not transfer {best['attack']}: {exc}"]), source)
+    e = excess(best["top1"], _n(best), run.top1, ctx.probe.n)
+    text = (f"At eps {best['eps']:g} white-box {best['attack']} leaves top-1 {pct(best['top1'])}; the same attack "
+            f"transferred from the source model {ctx.on_probe} leaves {pct(run.top1)} ({e.describe()}, {BOUND_TEXT})")
+    if e.significant:
+        return Check(name, WARN, join([text, "A black-box transfer attack beating the white-box one means the "
+                                             "model's own gradients mislead: masked gradients"]), source)
+    return Check(name, PASS, join([text]), source)
+
+
+def label_leaking(ctx: Context) -> Check:
+    """Accuracy under a one-step true-label attack must not exceed clean accuracy.
+
+    Uses the evaluation's fgsm (or fast_grad_*) runs, with their label-leak counts;
+    otherwise runs fgsm on the probe over the evaluation's eps grid.
+    """
+    name, source = "label_leaking", cite(f"{KURAKIN} §4.2")
+    result = ctx.result
+    runs = [r for r in ctx.runs() if r["attack"] in LEAK_ATTACKS and r["eps"] > 0]
+    rows: list[tuple[str, float, float, int, float, int, Any]] = []
+    where = "from the evaluation's runs"
+    if runs:
+        rows = [(r["attack"], r["eps"], r["top1"], _n(r), result.clean_top1, result.examples, r.get("label_leaks"))
+                for r in runs]
+    elif ctx.grid:
+        where = ctx.on_probe
+        try:
+            for eps in ctx.grid:
+                run = ctx.probe.attack(LEAK_ATTACKS[0], eps)
+                rows.append((LEAK_ATTACKS[0], eps, run.top1, ctx.probe.n, ctx.probe.clean_top1, ctx.probe.n, None))
+        except AttackUnavailable as exc:
+            return Check(name, NOT_APPLICABLE, join([f"Could not run {LEAK_ATTACKS[0]}: {exc}"]), source)
+    else:
+        return Check(name, NOT_APPLICABLE, "The evaluation has no eps above 0.", source)
+    leaks, worst = [], None
+    for attack, eps, p, n, pc, nc, leak_count in rows:
+        e = excess(p, n, pc, nc)
+        if worst is None or e.z > worst[0].z:
+            worst = (e, attack, eps, leak_count)
+        if e.significant:
+            leaks.append(f"{attack} at eps {eps:g}: top-1 {pct(p)} above clean {pct(pc)} ({e.describe()})")
+    e, attack, eps, leak_count = worst
+    counts = f"; label leaks counted by the evaluation: {leak_count}" if leak_count is not None else ""
+    if leaks:
+        return Check(name, WARN, join([f"Checked {len(rows)} run(s) {where}"] + leaks +
+                                      ["The attack reveals the true label instead of hiding it (label leaking): "
+                                       "report attacks on the predicted label (fgsm_pred, step_ll) instead"]), source)
+    return Check(name, PASS, join([f"Checked {len(rows)} one-step true-label run(s) {where}; none is above the clean "
+                                   f"top-1 beyond noise ({BOUND_TEXT}); closest: {attack} at eps {eps:g}, "
+                                   f"top-1 {pct(e.p1)} vs clean {pct(e.p2)} ({e.describe()}){counts}"]), source)
