@@ -12,6 +12,21 @@ from advframe.errors import ParameterError
 TANH_SHRINK = 0.999999
 
 
+def check_params(owner: str, params: dict, at_least: dict[str, float] | None = None,
+                 positive: tuple[str, ...] = ()) -> None:
+    """Refuse hyper-parameters below their minimum (``at_least``) or not > 0 (``positive``).
+
+    Raises:
+        ParameterError: naming the attack, the parameter and the allowed range.
+    """
+    for key, minimum in (at_least or {}).items():
+        if not float(params[key]) >= minimum:
+            raise ParameterError(f"{owner}: {key}={params[key]} must be >= {minimum:g}")
+    for key in positive:
+        if not float(params[key]) > 0:
+            raise ParameterError(f"{owner}: {key}={params[key]} must be > 0")
+
+
 def to_tanh_space(x: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
     """The ``w`` with ``from_tanh_space(w) ≈ x``: ``atanh((2 (x - lo) / (hi - lo) - 1) · 0.999999)``."""
     lo, hi = bounds

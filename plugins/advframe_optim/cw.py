@@ -8,9 +8,8 @@ from typing import Any, ClassVar
 import torch
 
 from advframe.attack import Attack
-from advframe.errors import ParameterError
 from advframe.threat import ThreatModel
-from advframe_optim._box import check_classes, from_tanh_space, margin, sq_l2, to_tanh_space
+from advframe_optim._box import check_classes, check_params, from_tanh_space, margin, sq_l2, to_tanh_space
 
 #: Upper bound of the constant ``c`` that means "no success seen yet" in the binary search.
 _NO_UPPER = 1e10
@@ -88,16 +87,9 @@ class CarliniWagnerL2(Attack):
 
     def validate(self) -> None:
         """Check the merged parameters."""
-        if int(self.binary_search_steps) < 1:
-            raise ParameterError(f"cw_l2: binary_search_steps={self.binary_search_steps} must be >= 1")
-        if int(self.max_iterations) < 1:
-            raise ParameterError(f"cw_l2: max_iterations={self.max_iterations} must be >= 1")
-        if not float(self.learning_rate) > 0:
-            raise ParameterError(f"cw_l2: learning_rate={self.learning_rate} must be > 0")
-        if not float(self.initial_const) > 0:
-            raise ParameterError(f"cw_l2: initial_const={self.initial_const} must be > 0")
-        if float(self.confidence) < 0:
-            raise ParameterError(f"cw_l2: confidence={self.confidence} must be >= 0")
+        check_params(self.name, self.params, at_least={"binary_search_steps": 1, "max_iterations": 1,
+                                                       "confidence": 0},
+                     positive=("learning_rate", "initial_const"))
 
     def class_scores(self, model: Any, outputs: torch.Tensor) -> torch.Tensor:
         """The ``Z`` of the objective: ``model.scores(outputs)``, or ``outputs`` when naive."""

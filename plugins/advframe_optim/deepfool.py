@@ -7,9 +7,8 @@ from typing import Any, ClassVar
 import torch
 
 from advframe.attack import Attack
-from advframe.errors import ParameterError
 from advframe.threat import ThreatModel
-from advframe_optim._box import per_example
+from advframe_optim._box import check_params, per_example
 
 #: Added to the step length so that each linearised step lands just past the boundary
 #: (the reference implementation's 1e-4).
@@ -63,12 +62,7 @@ class DeepFool(Attack):
 
     def validate(self) -> None:
         """Check the merged parameters."""
-        if int(self.nb_candidate) < 2:
-            raise ParameterError(f"deepfool: nb_candidate={self.nb_candidate} must be >= 2")
-        if float(self.overshoot) < 0:
-            raise ParameterError(f"deepfool: overshoot={self.overshoot} must be >= 0")
-        if int(self.max_iter) < 1:
-            raise ParameterError(f"deepfool: max_iter={self.max_iter} must be >= 1")
+        check_params(self.name, self.params, at_least={"nb_candidate": 2, "overshoot": 0, "max_iter": 1})
 
     def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 target: torch.Tensor | None) -> torch.Tensor:

@@ -8,9 +8,8 @@ from typing import Any, ClassVar
 import torch
 
 from advframe.attack import Attack
-from advframe.errors import ParameterError
 from advframe.threat import ThreatModel
-from advframe_optim._box import from_tanh_space, runner_up, sq_l2, to_tanh_space
+from advframe_optim._box import check_params, from_tanh_space, runner_up, sq_l2, to_tanh_space
 
 
 class LBFGSAttack(Attack):
@@ -66,14 +65,9 @@ class LBFGSAttack(Attack):
 
     def validate(self) -> None:
         """Check the merged parameters."""
-        if int(self.binary_search_steps) < 1:
-            raise ParameterError(f"lbfgs: binary_search_steps={self.binary_search_steps} must be >= 1")
-        if int(self.max_iterations) < 1:
-            raise ParameterError(f"lbfgs: max_iterations={self.max_iterations} must be >= 1")
-        if not float(self.initial_const) > 0:
-            raise ParameterError(f"lbfgs: initial_const={self.initial_const} must be > 0")
-        if int(self.history_size) < 1:
-            raise ParameterError(f"lbfgs: history_size={self.history_size} must be >= 1")
+        check_params(self.name, self.params, at_least={"binary_search_steps": 1, "max_iterations": 1,
+                                                       "history_size": 1},
+                     positive=("initial_const",))
 
     def minimise(self, model: Any, x: torch.Tensor, target: torch.Tensor, const: torch.Tensor,
                  bounds: tuple[float, float]) -> torch.Tensor:
