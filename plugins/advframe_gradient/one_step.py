@@ -74,7 +74,7 @@ class FGSMPred(OneStepAttack):
 
     ``x_adv = clip(x + eps · sign(∇x J(x, y_pred)))`` with ``y_pred = model.predict(model(x))``,
     read off the same forward pass as the gradient. Norm linf; untargeted only; does not
-    read the true label (no label leaking); one gradient evaluation.
+    read the true label (no label leaking); one gradient evaluation; no hyper-parameters.
     """
 
     name = "fgsm_pred"
@@ -92,7 +92,7 @@ class StepLL(OneStepAttack):
 
     ``x_adv = clip(x - eps · sign(∇x J(x, y_LL)))`` with ``y_LL = argmin model.scores(model(x))``.
     Norm linf; it picks its own target, so it is not targetable by the caller; does not
-    read the true label; one gradient evaluation.
+    read the true label; one gradient evaluation; no hyper-parameters.
     """
 
     name = "step_ll"
@@ -142,7 +142,8 @@ class FastEntropy(OneStepAttack):
 
     ``x_adv = clip(x + eps · sign(∇x H(softmax(model.scores(model(x))))))``, with
     ``H(p) = -Σ p log p``: the model becomes less certain of its prediction. Norm linf;
-    untargeted only; does not read the true label; one gradient evaluation.
+    untargeted only; does not read the true label; one gradient evaluation; no
+    hyper-parameters.
     """
 
     name = "fast_entropy"
@@ -164,7 +165,7 @@ class FastGradL2(OneStepAttack):
 
     ``x_adv = clip(x + eps · ∇x J(x, y_true) / ||∇x J(x, y_true)||_2)``: a step of L2 length
     exactly eps, so the norm is l2. Targeted: ``x - eps · ∇J(x, y_t) / ||∇J(x, y_t)||_2``.
-    Reads the true label; one gradient evaluation.
+    Reads the true label; one gradient evaluation; no hyper-parameters.
     """
 
     name = "fast_grad_l2"
@@ -183,7 +184,8 @@ class FastGradLinf(OneStepAttack):
 
     ``x_adv = clip(x + eps · ∇x J(x, y_true) / ||∇x J(x, y_true)||_inf)``: the largest
     coordinate moves by eps, so the norm is linf. Targeted: minus the normalised gradient
-    of the target's loss. Reads the true label; one gradient evaluation.
+    of the target's loss. Reads the true label; one gradient evaluation; no
+    hyper-parameters.
     """
 
     name = "fast_grad_linf"
