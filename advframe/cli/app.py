@@ -78,8 +78,9 @@ def eval_command(
     resume: Annotated[bool, typer.Option(help="Resume an interrupted run of the same command (needs --output).")] = False,
     label_leaks: Annotated[bool, typer.Option(help="Measure label leaking for attacks that read the true label.")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    checks: Annotated[bool, typer.Option(help="Run the gradient-masking and attack-failure checks after the attacks.")] = True,
 ) -> None:
-    """Evaluate a model under attacks over an eps grid and print the table."""
+    """Evaluate a model under attacks over an eps grid and print the table (and the checks)."""
     import advframe
     from advframe.checkpoint import atomic_write_text
     from advframe.threat import ThreatModel
@@ -103,8 +104,14 @@ def eval_command(
         result = advframe.evaluate(net, data, attacks=attacks, eps=grid, norm=norm, targeted=targeted, target=target,
                                    batch_size=batch_size, limit=limit, device=dev, seed=seed,
                                    label_leaks=label_leaks, progress=cb, state_path=state, model_name=model_name)
+        if checks:
+            from advframe.checks import run_checks
+
+            run_checks(net, data, result, attacks=attacks, device=dev, seed=seed, progress=cb)
     doc = result.to_dict()
     render.console.print(render.eval_table(doc))
+    if doc["checks"]:
+        render.console.print(render.checks_table(doc["checks"]))
     for v in result.violations:
         render.err_console.print(f"[red]refused:[/red] {v.describe()}")
     if output is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from advframe.progress import ProgressEvent
 
@@ -65,6 +67,33 @@ def eval_table(doc: dict[str, Any]) -> Table:
                       "—" if r["gradient_evaluations"] is None else f"{r['gradient_evaluations']:.4g}",
                       f"{r['seconds']:.2f}")
     return table
+
+
+CHECK_STYLES = {"pass": "green", "warn": "bold yellow", "not_applicable": "dim"}
+
+
+def checks_table(checks: list[dict[str, Any]]) -> Table:
+    """The honesty checks of a results document: status, name, evidence and source."""
+    warned = sum(1 for c in checks if c["status"] == "warn")
+    table = Table(title=f"checks · {warned} warning(s)", show_lines=True)
+    table.add_column("status")
+    table.add_column("check")
+    table.add_column("evidence", ratio=3)
+    table.add_column("source", ratio=1)
+    for c in checks:
+        style = CHECK_STYLES.get(c["status"], "")
+        label = c["status"].replace("_", " ")
+        table.add_row(Text(label, style=style), Text(c["name"]), Text(c["evidence"]), Text(short_source(c["source"])))
+    return table
+
+
+def short_source(source: str) -> str:
+    """``"Athalye, Carlini & Wagner 2018, Obfuscated ...; Kurakin ... 2017, ..."`` -> authors and years."""
+    parts = []
+    for part in source.split(";"):
+        m = re.search(r"^(.*?\b(19|20)\d\d)", part.strip())
+        parts.append(m.group(1) if m else part.strip())
+    return "; ".join(parts)
 
 
 def simple_table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
