@@ -50,3 +50,7 @@ class ParameterError(AdvframeError, ValueError):
 
 class ThreatViolation(AdvframeError, RuntimeError):
     """An adversarial batch that leaves the threat model (raised only when asked to)."""
+
+
+class DistributedError(AdvframeError, RuntimeError):
+    """A process group that cannot be formed (missing torchrun variables, bad --devices)."""

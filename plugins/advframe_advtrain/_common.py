@@ -1,0 +1,123 @@
+"""Helpers shared by the adversarial training defenses.
+
+Adversarial examples are generated with the model in eval mode (so that the attack's
+extra forward passes neither update batch-norm statistics nor draw dropout masks) and
+on the bare module (never through a DistributedDataParallel wrapper, whose forward
+would expect a parameter backward). Random draws are seeded by ``(seed, step)`` only,
+so a resumed run repeats them exactly and, on several processes, every rank draws the
+values of the whole global minibatch and keeps its own strided shard
+(:func:`advframe.distributed.shard_positions`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from advframe.errors import ParameterError
+from advframe.threat import ThreatModel
+
+
+def unwrap(model: Any) -> Any:
+    """The bare model behind a ``DistributedDataParallel`` (or ``DataParallel``) wrapper."""
+    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        return model.module
+    return model
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block, then restore its previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
+    """A CPU generator that depends only on ``(seed, step, salt)`` (exact resume, rank-free)."""
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step) * 7_919 + int(salt)) % (2 ** 63))
+
+
+def truncated_half_normal(n: int, sigma: float, eps_max: float, generator: torch.Generator) -> torch.Tensor:
+    """``n`` draws of ``|N(0, σ)|`` conditioned on ``[0, eps_max]`` (Kurakin et al. 2017, §3).
+
+    Kurakin et al. draw ε per example as ``tf.abs(tf.truncated_normal(stddev=σ))``; TensorFlow
+    truncates at 2σ, and their interval [0, 16] with σ = 8 is exactly that. Sampling by the
+    inverse CDF: ``ε = σ·√2·erfinv(u·erf(ε_max / (σ√2)))`` with ``u ~ U(0, 1)``, which has
+    the density of the half-normal restricted to ``[0, eps_max]`` for any ``eps_max``.
+    ``sigma = 0`` gives ε = 0.
+    """
+    if sigma == 0 or eps_max == 0:
+        return torch.zeros(n, dtype=torch.float64)
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    scale = sigma * math.sqrt(2.0)
+    eps = scale * torch.erfinv(u * math.erf(eps_max / scale))
+    return eps.clamp(0.0, eps_max)
+
+
+def project_per_example(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str,
+                        bounds: tuple[float, float]) -> torch.Tensor:
+    """:meth:`ThreatModel.project` with one radius per example (linf or l2), then into bounds."""
+    view = (-1,) + (1,) * (x.dim() - 1)
+    e = eps.to(dtype=x.dtype, device=x.device).view(view)
+    delta = x_adv - x
+    if norm == "linf":
+        delta = torch.maximum(torch.minimum(delta, e), -e)
+    else:
+        n = delta.reshape(delta.shape[0], -1).norm(p=2, dim=1).clamp_min(1e-12).view(view)
+        delta = delta * (e / n).clamp(max=1.0)
+    return (x + delta).clamp(bounds[0], bounds[1])
+
+
+def one_step_per_example(attack: Any, model: Any, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
+                         bounds: tuple[float, float]) -> torch.Tensor:
+    """One-step adversarial examples with a radius per example, from ONE gradient at ``x``.
+
+    A one-step attack's direction ``d(x)`` does not depend on ε (it is ``sign ∇`` or a
+    normalised gradient), so ``project(x + ε_i·d(x))`` is exactly what the attack returns
+    for example ``i`` under a threat model of radius ε_i, for every ε_i at once.
+
+    Raises:
+        ParameterError: if the attack is not a one-step attack with an ε-free direction.
+    """
+    if not (getattr(attack, "one_step", False) and callable(getattr(attack, "direction", None))):
+        raise ParameterError(f"attack '{getattr(attack, 'name', attack)}' is not a one-step attack with an "
+                             f"eps-free direction: use fgsm, fgsm_pred, step_ll, step_rnd, fast_entropy, ...")
+    norm = attack.norms[0]
+    attack.check_threat(ThreatModel(norm=norm, eps=float(eps.max()) if eps.numel() else 0.0, bounds=bounds), None)
+    if x.shape[0] == 0:
+        return x.detach()
+    d = attack.direction(model, x.detach(), y, None)
+    view = (-1,) + (1,) * (x.dim() - 1)
+    return project_per_example(x.detach() + eps.to(x.dtype).view(view).to(x.device) * d, x.detach(), eps,
+                               norm, bounds)
+
+
+def data_bounds(data: Any) -> tuple[float, float]:
+    """The valid input range of the training data (default (0, 1))."""
+    lo, hi = getattr(data, "bounds", (0.0, 1.0))
+    return float(lo), float(hi)
+
+
+def check_range(owner: str, **values: tuple[Any, float, float]) -> None:
+    """Raise :class:`ParameterError` unless each ``value`` is a number in ``[lo, hi]``."""
+    for key, (value, lo, hi) in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not lo <= value <= hi:
+            raise ParameterError(f"{owner}: parameter {key}={value!r} must be a number in [{lo:g}, {hi:g}]")
+
+
+def accuracy(outputs: torch.Tensor, y: torch.Tensor, model: Any) -> float:
+    """Top-1 accuracy of ``outputs`` by the model's decision rule (NaN for an empty batch)."""
+    if y.numel() == 0:
+        return float("nan")
+    with torch.no_grad():
+        return float((model.predict(outputs.detach()) == y).float().mean())
