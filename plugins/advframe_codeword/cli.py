@@ -1,0 +1,95 @@
+"""``advframe lipschitz``: per-layer upper Lipschitz bounds of saved models (Saito & Roy §3.4).
+
+Loaded only by the plugin's ``register_commands`` hook, so ``import advframe`` never
+imports typer or rich through this plugin.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from advframe.errors import ParameterError
+from advframe_codeword.lipschitz import LipschitzReport, lipschitz_bounds
+
+console = Console()
+
+
+def _label(spec: str) -> str:
+    return Path(spec).stem if spec.endswith(".safetensors") else spec
+
+
+def lipschitz_table(report: LipschitzReport) -> Table:
+    """A rich table of one model's per-layer bounds."""
+    table = Table(title=f"{report.model} · input {'x'.join(map(str, report.input_shape))} · "
+                        f"product bound {report.product:.4g}")
+    for col in ("layer", "kind", "input", "operator norm", "cumulative Λ", "exact", "note"):
+        table.add_column(col, justify="right" if col in ("operator norm", "cumulative Λ") else "left")
+    for layer in report.layers:
+        table.add_row(layer.name, layer.kind, "x".join(map(str, layer.input_shape)), f"{layer.operator_norm:.4f}",
+                      f"{layer.cumulative:.4g}", "yes" if layer.exact else "bound", layer.note)
+    return table
+
+
+def plot_reports(reports: list[LipschitzReport], path: Path, kind: str = "conv") -> None:
+    """A grouped bar chart of the ``kind`` layers' bounds per model, like Saito & Roy Figure 4.
+
+    Raises:
+        ParameterError: if matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ParameterError("--plot needs matplotlib: pip install 'advframe[plot]' (or pip install matplotlib)"
+                             ) from None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    width = 0.8 / max(1, len(reports))
+    for i, report in enumerate(reports):
+        values = [layer.operator_norm for layer in report.layers if layer.kind == kind]
+        ax.bar([j + i * width for j in range(len(values))], values, width=width, label=report.model)
+    names = [layer.name for layer in reports[0].layers if layer.kind == kind]
+    ax.set_xticks([j + width * (len(reports) - 1) / 2 for j in range(len(names))], names)
+    ax.set_ylabel("upper Lipschitz bound (operator norm)")
+    ax.set_title(f"{kind} layers")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def lipschitz_command(
+    model: Annotated[list[str], typer.Option(help="Model name or .safetensors checkpoint; repeat to compare.")],
+    input_size: Annotated[int, typer.Option(help="Side n of the square inputs the bounds are computed for.")] = 28,
+    in_channels: Annotated[Optional[int], typer.Option(help="Input channels (default: the first conv's).")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Write the bounds as JSON here.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG bar chart of the conv layers' bounds (Figure 4).")] = None,
+) -> None:
+    """Per-layer upper Lipschitz bounds (FFT singular values of convolutions, Saito & Roy §3.4)."""
+    import advframe
+    from advframe.checkpoint import atomic_write_text
+
+    if input_size < 1:
+        raise ParameterError(f"--input-size must be positive, got {input_size}")
+    reports = [lipschitz_bounds(advframe.load_model(spec), input_size, in_channels, name=_label(spec))
+               for spec in model]
+    for report in reports:
+        console.print(lipschitz_table(report))
+        if report.unaccounted:
+            console.print(f"[yellow]not covered by the bound:[/yellow] {', '.join(report.unaccounted)}")
+    doc: dict[str, Any] = {"schema": "advframe.lipschitz/1", "input_size": input_size,
+                           "models": [r.to_dict() for r in reports]}
+    if output is not None:
+        atomic_write_text(output, json.dumps(doc, indent=2))
+        console.print(f"bounds written to {output}")
+    if plot is not None:
+        plot_reports(reports, plot)
+        console.print(f"plot written to {plot}")
