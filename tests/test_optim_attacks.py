@@ -322,9 +322,11 @@ def mnist():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,params", [
-    # reduced from Saito's 5 x 1000 to stay fast on a laptop CPU: a large initial c and a
-    # larger learning rate reach the boundary in few steps (success, not minimal norm, is tested)
-    ("cw_l2", {"binary_search_steps": 2, "max_iterations": 60, "initial_const": 10.0, "learning_rate": 0.05}),
+    # reduced from Saito's 5 x 1000 (c from 0.01) to stay fast: one round with a large c and a
+    # large learning rate, so that even saturated pixels (tanh(w) ~ +-1) move within 50 Adam
+    # steps; this tests success, not minimal norm (benchmarks/optim_success.py measures that)
+    ("cw_l2", {"binary_search_steps": 1, "max_iterations": 50, "initial_const": 100.0, "learning_rate": 0.2,
+               "abort_early": False}),
     ("deepfool", {}),
 ])
 def test_minimum_norm_attacks_fool_every_mnist_digit(mnist, name, params):
