@@ -149,3 +149,23 @@ def test_ensemble_at_loads_registered_sources():
     d.setup(model, data, {})
     assert len(d.static_models) == 1
     assert not any(p.requires_grad for p in d.static_models[0].parameters())
+
+
+@pytest.mark.slow
+def test_label_leaks_counted_for_fgsm_on_fgsm_at_model():
+    """Kurakin §4.2: an FGSM-trained model is evaluated with FGSM and with its predicted-label twin."""
+    data = advframe.load_dataset("mnist5k", split="train").take(1000)
+    result = advframe.train("mnist_cnn", data, defense="fgsm_at", defense_params={"eps": 0.3}, epochs=1,
+                            batch_size=50, lr=0.05, seed=0)
+    model = result.model.eval()
+    test = advframe.load_dataset("mnist5k", split="test").take(400)
+    res = advframe.evaluate(model, test, attacks=["fgsm"], eps=[0.3], batch_size=200)
+    run = res.run("fgsm", 0.3)
+    fgsm = advframe.get_attack("fgsm")
+    threat = ThreatModel(eps=0.3)
+    with torch.no_grad():
+        pred = model(test.x).argmax(1)
+    true_ok = model(fgsm(model, test.x, test.y, threat)).argmax(1) == test.y
+    twin_ok = model(fgsm(model, test.x, pred, threat)).argmax(1) == test.y
+    assert run["label_leaks"] == int((true_ok & ~twin_ok).sum())
+    assert run["label_leaks"] is not None and run["label_leaks"] >= 0

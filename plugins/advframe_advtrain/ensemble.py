@@ -92,8 +92,8 @@ class EnsembleAdversarialTraining(Defense):
         lam = float(self.lam)
         denominator = n_global * (1.0 + lam * a)
         if denominator == 0:
-            return per.sum() * 0.0, {"loss": 0.0}
+            return per.sum() * 0.0, {}
         weighted = per[:n].sum() + lam * per[n:].sum()
         loss = weighted * (n_global / max(n, 1)) / denominator
-        return loss, {"loss": float(loss.detach()), "clean_acc": accuracy(outputs[:n], y, core),
+        return loss, {"clean_acc": accuracy(outputs[:n], y, core),
                       "adv_acc": accuracy(outputs[n:], y.repeat(a), core)}

@@ -60,6 +60,6 @@ class FGSMAdversarialTraining(Defense):
         per = core.loss(outputs, torch.cat([y, y]))
         clean_loss, adv_loss = per[:n].mean(), per[n:].mean()
         loss = self.alpha * clean_loss + (1.0 - self.alpha) * adv_loss
-        return loss, {"loss": float(loss.detach()), "clean_loss": float(clean_loss.detach()),
+        return loss, {"clean_loss": float(clean_loss.detach()),
                       "adv_loss": float(adv_loss.detach()), "clean_acc": accuracy(outputs[:n], y, core),
                       "adv_acc": accuracy(outputs[n:], y, core)}

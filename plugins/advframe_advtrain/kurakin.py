@@ -120,7 +120,10 @@ class MixedBatchAdversarialTraining(Defense):
                                  f"loss has no weight: raise lam or lower k")
         # mean over the shard of terms whose mean over the global minibatch is the formula
         loss = (weights * per).sum() * (n_global / max(n, 1)) / denominator
-        clean, adv = ~mask, mask
-        return loss, {"loss": float(loss.detach()), "clean_acc": accuracy(outputs[clean], y[clean], core),
-                      "adv_acc": accuracy(outputs[adv], y[adv], core), "adv_examples": int(adv.sum()),
-                      "eps_mean": float(eps.mean()) if eps.numel() else 0.0}
+        stats = {"adv_examples": float(mask.sum())}
+        if bool((~mask).any()):
+            stats["clean_acc"] = accuracy(outputs[~mask], y[~mask], core)
+        if bool(mask.any()):
+            stats["adv_acc"] = accuracy(outputs[mask], y[mask], core)
+            stats["eps_mean"] = float(eps.mean())
+        return loss, stats

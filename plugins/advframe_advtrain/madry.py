@@ -72,4 +72,4 @@ class PGDAdversarialTraining(Defense):
                 clean_acc = accuracy(core(x), y, core)
         outputs = model(x_adv)
         loss = core.loss(outputs, y).mean()
-        return loss, {"loss": float(loss.detach()), "clean_acc": clean_acc, "adv_acc": accuracy(outputs, y, core)}
+        return loss, {"clean_acc": clean_acc, "adv_acc": accuracy(outputs, y, core)}
