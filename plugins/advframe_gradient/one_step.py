@@ -49,6 +49,30 @@ class OneStepAttack(Attack):
         return [t.project(x + t.eps * d, x) for t in threats]
 
 
+class _OutputObjective(OneStepAttack):
+    """A sign step up an objective whose labels are read off the same forward pass."""
+
+    def objective(self, model: Any, outputs: torch.Tensor) -> torch.Tensor:
+        """Per-example quantity to ascend, from the outputs at x (labels from ``outputs.detach()``)."""
+        raise NotImplementedError(f"attack {self.name} does not implement objective()")
+
+    def direction(self, model, x, y, target):
+        g, _ = gradient_of(self, model, x, lambda out: self.objective(model, out))
+        return g.sign()
+
+
+class _FastGrad(OneStepAttack):
+    """The loss gradient normalised to unit ``normalization`` norm (Kurakin's "fast grad.")."""
+
+    normalization: ClassVar[str] = "l2"
+    targetable = True
+    uses_true_label = True
+
+    def direction(self, model, x, y, target):
+        g, _ = self.objective_gradient(model, x, y, target)
+        return normalized(g, self.normalization)
+
+
 class FGSM(OneStepAttack):
     """Fast gradient sign method (Goodfellow et al. 2015; Kurakin et al. 2017, §2.2).
 
@@ -69,7 +93,7 @@ class FGSM(OneStepAttack):
         return g.sign()
 
 
-class FGSMPred(OneStepAttack):
+class FGSMPred(_OutputObjective):
     """FGSM with the predicted label ("FGSM-pred", Kurakin et al. 2017, Appendix A).
 
     ``x_adv = clip(x + eps · sign(∇x J(x, y_pred)))`` with ``y_pred = model.predict(model(x))``,
@@ -82,12 +106,11 @@ class FGSMPred(OneStepAttack):
     norms = ("linf",)
     uses_true_label = False
 
-    def direction(self, model, x, y, target):
-        g, _ = gradient_of(self, model, x, lambda out: model.loss(out, model.predict(out.detach())))
-        return g.sign()
+    def objective(self, model, outputs):
+        return model.loss(outputs, model.predict(outputs.detach()))
 
 
-class StepLL(OneStepAttack):
+class StepLL(_OutputObjective):
     """One step toward the least-likely class ("step l.l.", Kurakin et al. 2017, §2.2).
 
     ``x_adv = clip(x - eps · sign(∇x J(x, y_LL)))`` with ``y_LL = argmin model.scores(model(x))``.
@@ -100,15 +123,11 @@ class StepLL(OneStepAttack):
     norms = ("linf",)
     uses_true_label = False
 
-    def direction(self, model, x, y, target):
-        def objective(out: torch.Tensor) -> torch.Tensor:
-            return -model.loss(out, model.scores(out.detach()).argmin(dim=1))
-
-        g, _ = gradient_of(self, model, x, objective)
-        return g.sign()
+    def objective(self, model, outputs):
+        return -model.loss(outputs, model.scores(outputs.detach()).argmin(dim=1))
 
 
-class StepRnd(OneStepAttack):
+class StepRnd(_OutputObjective):
     """One step toward a random class ("step rnd.", Kurakin et al. 2017, Appendix A).
 
     ``x_adv = clip(x - eps · sign(∇x J(x, y_rnd)))`` with ``y_rnd`` uniform among the
@@ -126,18 +145,12 @@ class StepRnd(OneStepAttack):
     uses_true_label = False
     defaults = {"seed": None}
 
-    def direction(self, model, x, y, target):
-        gen = generator(self.seed)
-
-        def objective(out: torch.Tensor) -> torch.Tensor:
-            scores = model.scores(out.detach())
-            return -model.loss(out, random_target(scores.argmax(dim=1), scores.shape[1], gen))
-
-        g, _ = gradient_of(self, model, x, objective)
-        return g.sign()
+    def objective(self, model, outputs):
+        scores = model.scores(outputs.detach())
+        return -model.loss(outputs, random_target(scores.argmax(dim=1), scores.shape[1], generator(self.seed)))
 
 
-class FastEntropy(OneStepAttack):
+class FastEntropy(_OutputObjective):
     """Fast method that ascends the prediction entropy ("fast entropy", Kurakin et al. 2017, App. A).
 
     ``x_adv = clip(x + eps · sign(∇x H(softmax(model.scores(model(x))))))``, with
@@ -151,16 +164,12 @@ class FastEntropy(OneStepAttack):
     norms = ("linf",)
     uses_true_label = False
 
-    def direction(self, model, x, y, target):
-        def entropy(out: torch.Tensor) -> torch.Tensor:
-            logp = F.log_softmax(model.scores(out), dim=1)
-            return -(logp.exp() * logp).sum(dim=1)
-
-        g, _ = gradient_of(self, model, x, entropy)
-        return g.sign()
+    def objective(self, model, outputs):
+        logp = F.log_softmax(model.scores(outputs), dim=1)
+        return -(logp.exp() * logp).sum(dim=1)
 
 
-class FastGradL2(OneStepAttack):
+class FastGradL2(_FastGrad):
     """Fast gradient with L2 normalisation ("fast grad. L2", Kurakin et al. 2017; Miyato et al. 2016).
 
     ``x_adv = clip(x + eps · ∇x J(x, y_true) / ||∇x J(x, y_true)||_2)``: a step of L2 length
@@ -171,15 +180,10 @@ class FastGradL2(OneStepAttack):
     name = "fast_grad_l2"
     summary = "One step of L2 length eps along the loss gradient (Kurakin 2017, Miyato 2016)"
     norms = ("l2",)
-    targetable = True
-    uses_true_label = True
-
-    def direction(self, model, x, y, target):
-        g, _ = self.objective_gradient(model, x, y, target)
-        return normalized(g, "l2")
+    normalization = "l2"
 
 
-class FastGradLinf(OneStepAttack):
+class FastGradLinf(_FastGrad):
     """Fast gradient with Linf normalisation ("fast grad. Linf", Kurakin et al. 2017, App. A).
 
     ``x_adv = clip(x + eps · ∇x J(x, y_true) / ||∇x J(x, y_true)||_inf)``: the largest
@@ -191,9 +195,4 @@ class FastGradLinf(OneStepAttack):
     name = "fast_grad_linf"
     summary = "One step along the loss gradient scaled to Linf length eps (Kurakin 2017)"
     norms = ("linf",)
-    targetable = True
-    uses_true_label = True
-
-    def direction(self, model, x, y, target):
-        g, _ = self.objective_gradient(model, x, y, target)
-        return normalized(g, "linf")
+    normalization = "linf"
