@@ -299,3 +299,24 @@ def test_attacks_use_the_models_own_loss():
     xg = x.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(model.loss(model(xg), y).sum(), xg)
     torch.testing.assert_close(FGSM()(model, x, y, ThreatModel("linf", 0.1)), (x + 0.1 * g.sign()).clamp(0, 1))
+
+
+def test_mim_without_momentum_and_pgd_without_start_reduce_to_bim():
+    model = advframe.as_model(mlp(seed=11)).eval()
+    x, y = torch.rand(16, 10), torch.randint(0, 5, (16,))
+    threat = ThreatModel("linf", 0.1, (0.0, 1.0))
+    bim = IterBasic(alpha=0.02, steps=6)(model, x, y, threat)
+    torch.testing.assert_close(MIM(decay=0.0, step_size=0.02, steps=6)(model, x, y, threat), bim)
+    torch.testing.assert_close(PGD(random_start=False, step_size=0.02, steps=6)(model, x, y, threat), bim)
+
+
+def test_mim_accumulates_l1_normalised_gradients():
+    model = linear_model(seed=12)
+    x, y = 0.3 + 0.4 * torch.rand(8, 12), torch.randint(0, 4, (8,))
+    threat = ThreatModel("linf", 0.2, (0.0, 1.0))
+    hand, g_acc = x.clone(), torch.zeros_like(x)
+    for _ in range(4):
+        g = ce_gradient(model.module, hand, y)
+        g_acc = g_acc + g / g.abs().sum(dim=1, keepdim=True)
+        hand = (hand + 0.03 * g_acc.sign()).clamp(x - 0.2, x + 0.2).clamp(0, 1)
+    torch.testing.assert_close(MIM(steps=4, step_size=0.03)(model, x, y, threat), hand)

@@ -52,6 +52,6 @@ class MIM(Attack):
         momentum = torch.zeros_like(x)
         for _ in range(steps):
             g, _ = self.objective_gradient(model, x_adv, y, target)
-            momentum = self.decay * momentum + normalized(g, "l1")
+            momentum.mul_(self.decay).add_(normalized(g, "l1"))
             x_adv = threat.project(x_adv + step * steepest(momentum, threat.norm), x)
         return x_adv
