@@ -22,8 +22,8 @@ UNBOUNDED_THRESHOLD = 0.05
 #: start and few large steps. Steps and step size (a fraction of the input range) are
 #: set when the attack declares those parameters.
 UNBOUNDED_ATTACKS: tuple[str, ...] = ("iter_basic", "pgd")
-UNBOUNDED_STEPS = 20
-UNBOUNDED_STEP_FRACTION = 0.05
+UNBOUNDED_STEPS = 10
+UNBOUNDED_STEP_FRACTION = 0.1
 
 
 def _unbounded_overrides(span: float) -> dict[str, object]:
@@ -111,7 +111,7 @@ def unbounded_attack_wins(ctx: Context) -> Check:
     """An attack whose eps spans the whole input range must drive accuracy to about zero.
 
     Runs the first registered of :data:`UNBOUNDED_ATTACKS` (iter_basic, else pgd without
-    random start; 20 steps of 5 % of the input range) with linf eps = hi - lo on the probe; warns when top-1 stays above
+    random start; 10 steps of 10 % of the input range) with linf eps = hi - lo on the probe; warns when top-1 stays above
     :data:`UNBOUNDED_THRESHOLD` (5 %).
     """
     name, source = "unbounded_attack_wins", cite(ATHALYE, CARLINI)
