@@ -10,7 +10,7 @@ violations, the gradient evaluations and the wall time.
 Usage::
 
     python benchmarks/optim_success.py [--examples 200] [--cw-iterations 1000]
-        [--cw-steps 5] [--cw-const 0.01] [--device cpu] [--output results.json]
+        [--cw-steps 5] [--cw-const 0.01] [--cw-lr 0.01] [--device cpu] [--output results.json]
 
 Expectation: CW-L2 optimises the perturbation size and should find smaller median L2
 than DeepFool's one-sided linearised steps (DeepFool has no distance term); the script
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cw-steps", type=int, default=5, help="binary_search_steps (Saito: 5)")
     parser.add_argument("--cw-iterations", type=int, default=1000, help="max_iterations (Saito: 1000)")
     parser.add_argument("--cw-const", type=float, default=0.01, help="initial_const")
+    parser.add_argument("--cw-lr", type=float, default=0.01, help="Adam learning_rate")
     parser.add_argument("--df-iterations", type=int, default=50, help="DeepFool max_iter")
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--device", default="cpu")
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = [
         measure(model, x, y, "cw_l2", {"binary_search_steps": args.cw_steps,
                                        "max_iterations": args.cw_iterations,
-                                       "initial_const": args.cw_const}, threat, args.batch_size),
+                                       "initial_const": args.cw_const,
+                                       "learning_rate": args.cw_lr}, threat, args.batch_size),
         measure(model, x, y, "deepfool", {"max_iter": args.df_iterations}, threat, args.batch_size),
     ]
     doc = {"model": args.model, "dataset": args.dataset, "device": args.device,
