@@ -12,7 +12,6 @@ Importing advframe imports neither typer nor rich (only the CLI does).
 
 from __future__ import annotations
 
-from typing import Any
 
 __version__ = "0.1.0"
 
@@ -28,17 +27,11 @@ from advframe.threat import ThreatModel
 
 
 from advframe.evaluation import EvalResult, evaluate
-
-
-def train(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`advframe.train.train`."""
-    from advframe.train import train as _train
-
-    return _train(*args, **kwargs)
+from advframe.training import TrainResult, train
 
 
 __all__ = [
-    "AdvframeError", "Attack", "EvalResult", "Classifier", "Dataset", "Defense", "LabeledData", "ThreatModel",
+    "AdvframeError", "Attack", "EvalResult", "TrainResult", "Classifier", "Dataset", "Defense", "LabeledData", "ThreatModel",
     "__version__", "as_model", "build_model", "evaluate", "get_attack", "get_dataset", "get_defense",
     "hookimpl", "load_checkpoint", "load_dataset", "load_model", "save_checkpoint", "train",
 ]

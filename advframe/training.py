@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -384,13 +382,3 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
     return TrainResult(steps=step, epochs=epoch, final_loss=final, history=history,
                        path=str(path) if path is not None else None, model=net)
 
-
-class _CallableModule(types.ModuleType):
-    """Importing ``advframe.train`` rebinds the attribute ``advframe.train`` to this
-    module; making the module callable keeps ``advframe.train(...)`` working."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> TrainResult:
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

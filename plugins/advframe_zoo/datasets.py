@@ -30,7 +30,7 @@ TEST_PER_CLASS = 100
 
 def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 ``(N, H, W)`` or ``(N, C, H, W)`` images -> float32 in [0, 1] with a channel axis."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32).div_(255.0)
+    x = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True)).to(torch.float32).div_(255.0)
     if x.dim() == 3:
         x = x.unsqueeze(1)
     return x, torch.from_numpy(np.asarray(labels, dtype=np.int64))
