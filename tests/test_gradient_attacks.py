@@ -108,12 +108,18 @@ def test_step_ll_raises_least_likely_score():
     assert bool((p_after > p_before).all())
 
 
-def test_step_rnd_is_seeded_and_never_targets_the_prediction():
+def test_step_rnd_is_seeded_and_never_reads_the_true_label():
     model = linear_model(seed=6)
     x, y = torch.rand(20, 12), torch.randint(0, 4, (20,))
     threat = ThreatModel("linf", 0.1, (0.0, 1.0))
     a = StepRnd(seed=3)(model, x, y, threat)
-    torch.testing.assert_close(a, StepRnd(seed=3)(model, x, y, threat))
+    torch.testing.assert_close(a, StepRnd(seed=3)(model, x, (y + 1) % 4, threat))
+    assert not torch.equal(a, StepRnd(seed=4)(model, x, y, threat))
+    # the random target is never the predicted class: the predicted class's probability drops
+    with torch.no_grad():
+        pred = model(x).argmax(dim=1)
+        drop = torch.softmax(model(a), 1).gather(1, pred[:, None]) < torch.softmax(model(x), 1).gather(1, pred[:, None])
+    assert bool(drop.float().mean() > 0.5)
     assert not StepRnd.uses_true_label
 
 
