@@ -7,6 +7,16 @@ distributed wrapper can reuse the step unchanged. Everything random is seeded by
 the order of every epoch (a ``torch.Generator`` seeded from ``(seed, epoch)``, see
 :func:`epoch_order`) and the defense (the global torch RNG, saved in checkpoints).
 
+On several processes (``torchrun`` or ``advframe train --devices N``, joined with
+:func:`advframe.distributed.init_from_env`) the model is wrapped in
+DistributedDataParallel and every GLOBAL minibatch of ``batch_size`` examples is split
+across ranks: rank ``r`` takes the strided shard ``r, r + world, …``
+(:func:`advframe.distributed.shard`) and makes its adversarial examples itself. Each
+rank's loss is scaled by ``world · n_local / n_global`` before backward, so that DDP's
+gradient averaging gives exactly the gradient of the global-minibatch mean: a
+defense whose loss is a mean over its examples trains as on one process. Only rank 0
+writes checkpoints and reports progress.
+
 A checkpoint (``out``) is a safetensors file: model weights as ``model.<key>``,
 optimiser tensors as ``optim.state.<param>.<key>``, defense tensors as
 ``defense.<key>``, the torch RNG state as ``rng.torch``; the rest (model name and
@@ -26,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from advframe import distributed
 from advframe.checkpoint import load_checkpoint, save_checkpoint
 from advframe.dataset import LabeledData
 from advframe.defense import Defense
@@ -101,19 +112,35 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
-def train_step(model: nn.Module, defense: Defense, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-               y: torch.Tensor, step: int) -> tuple[float, dict[str, float]]:
+def train_step(model: Any, defense: Defense, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor, step: int, scale: float = 1.0, amp: bool = False) -> tuple[float, dict[str, float]]:
     """One minibatch: the defense's loss, backward, optimiser step.
 
+    Args:
+        model: the model, or a :class:`~advframe.distributed.DistributedModel`.
+        defense: the defense whose ``training_loss`` is minimised.
+        optimizer: the optimiser.
+        x: this process's inputs (its shard of the global minibatch).
+        y: their labels.
+        step: the global step index (0-based).
+        scale: factor applied to the loss before backward (``world · n_local / n_global``
+            on several processes, 1 on one).
+        amp: run the defense's forward passes under bf16 autocast (CUDA only).
+
     Returns:
-        ``(loss, stats)`` as Python floats.
+        ``(loss, stats)`` as Python floats (the loss before ``scale``).
     """
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    loss, stats = defense.training_loss(model, x, y, step)
+    if x.shape[0] == 0:  # a rank without examples in a last, tiny minibatch still joins the all-reduce
+        (model(x).sum() * 0.0).backward()
+        optimizer.step()
+        return 0.0, {}
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp):
+        loss, stats = defense.training_loss(model, x, y, step)
     if not torch.isfinite(loss):
         raise ParameterError(f"training diverged at step {step} (loss {float(loss)}): lower --lr")
-    loss.backward()
+    (loss * scale if scale != 1.0 else loss).backward()
     optimizer.step()
     return float(loss.detach()), {k: float(v) for k, v in stats.items()}
 
@@ -257,8 +284,8 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
           weight_decay: float = 0.0, schedule: str = "none", seed: int = 0,
           out: str | os.PathLike[str] | None = None, checkpoint_every: int | None = None, resume: bool = False,
           device: str | torch.device = "cpu", progress: ProgressCallback = None, dataset_name: str | None = None,
-          threat: Any = None, max_steps: int | None = None, data_dir: str | os.PathLike[str] | None = None
-          ) -> TrainResult:
+          threat: Any = None, max_steps: int | None = None, data_dir: str | os.PathLike[str] | None = None,
+          amp: bool = False) -> TrainResult:
     """Train ``model`` on ``data`` with a defense; optionally write a resumable checkpoint.
 
     Args:
@@ -282,7 +309,7 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
             ``checkpoint_every`` steps, and when ``max_steps`` stops the run.
         checkpoint_every: steps between checkpoints.
         resume: continue from ``out`` when it exists.
-        device: ``cpu``, ``cuda``, ``cuda:1`` ...
+        device: ``auto`` (cuda when available), ``cpu``, ``cuda``, ``cuda:1`` ...
         progress: callback receiving events ``"epoch k"`` (batches done of the epoch) with
             ``loss`` and the defense's statistics (``clean_acc``, ``adv_acc``...).
         dataset_name: data-set name stored in the checkpoint (default: ``data.name``).
@@ -291,6 +318,11 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
         max_steps: stop after this many optimiser steps in total (a checkpoint is written),
             e.g. to split a long run into pieces that ``resume`` joins.
         data_dir: folder of a data set named by ``data``.
+        amp: mixed precision, bf16 autocast of the forward passes (CUDA only).
+
+    Inside a process group (see :mod:`advframe.distributed`) training is data-parallel:
+    ``batch_size`` is the GLOBAL minibatch, split across ranks; the result equals the
+    one-process run up to float rounding.
 
     Returns:
         A :class:`TrainResult`.
@@ -300,13 +332,22 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
         be resumed (other model, defense, seed, batch size or data).
     """
     _check_args(epochs, batch_size, optimizer, lr, schedule, checkpoint_every, max_steps)
-    dev = torch.device(device)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ParameterError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if amp and dev.type != "cuda":
+        raise ParameterError("amp (bf16 autocast) needs a CUDA device: drop --amp or use --device cuda")
+    rank, world = distributed.rank_and_world()
     data = _resolve_data(data, data_dir)
     if len(data) == 0:
         raise ParameterError(f"data set '{data.name}' has no training examples")
     torch.manual_seed(seed)
     net, name, cfg = _resolve_model(model, model_config)
     net = net.to(dev)
+    runner: Any = distributed.DistributedModel(net, dev) if world > 1 else net
     dfn = _resolve_defense(defense, defense_params)
     opt = make_optimizer(optimizer, net.parameters(), lr, momentum, weight_decay)
 
@@ -316,7 +357,7 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
     threat_d = _threat_dict(threat)
     args = {"epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "momentum": momentum,
             "weight_decay": weight_decay, "schedule": schedule, "seed": seed, "examples": n,
-            "checkpoint_every": checkpoint_every}
+            "checkpoint_every": checkpoint_every, "world_size": world, "amp": amp}
     defense_name = dfn.name or type(dfn).__name__
     base_meta = {"format": FORMAT, "model": name, "model_config": cfg, "dataset": dataset_name or data.name,
                  "defense": defense_name, "defense_params": dict(getattr(dfn, "params", {}) or {}),
@@ -327,7 +368,8 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
     history: list[dict[str, float]] = []
     sums: dict[str, float] = {}
     dfn.setup(net, data, {"device": dev, "seed": seed, "epochs": epochs, "steps_per_epoch": per_epoch,
-                          "total_steps": total, "threat": threat, "batch_size": batch_size})
+                          "total_steps": total, "threat": threat, "batch_size": batch_size, "rank": rank,
+                          "world_size": world})
     if resume and path is not None and path.exists():
         expect = {"model": name, "model_config": cfg, "defense": defense_name,
                   "defense_params": base_meta["defense_params"], "seed": seed, "batch_size": batch_size,
@@ -338,7 +380,7 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
         sums = dict(meta.get("epoch_sums") or {})
 
     def checkpoint() -> None:
-        if path is not None:
+        if path is not None and rank == 0:
             _save(path, net, opt, dfn, {**base_meta, "step": step, "epoch": epoch, "batch": batch,
                                         "steps_per_epoch": per_epoch, "history": history, "epoch_sums": sums,
                                         "scheduler": {"name": schedule, "base_lr": lr, "total_steps": total,
@@ -352,10 +394,11 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
                 stopped = True
                 break
             idx = order[batch * batch_size:(batch + 1) * batch_size]
-            x, y = data.x[idx].to(dev), data.y[idx].to(dev)
+            mine = distributed.shard(idx, rank, world)
+            x, y = data.x[mine].to(dev), data.y[mine].to(dev)
             for group in opt.param_groups:
                 group["lr"] = lr_at(schedule, lr, step, total)
-            loss, stats = train_step(net, dfn, opt, x, y, step)
+            loss, stats = train_step(runner, dfn, opt, x, y, step, scale=world * len(mine) / len(idx), amp=amp)
             step += 1
             batch += 1
             k = len(idx)
@@ -363,7 +406,8 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
             sums["loss"] = sums.get("loss", 0.0) + loss * k
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + value * k
-            emit(progress, f"epoch {epoch + 1}", batch, per_epoch, loss=loss, **stats)
+            if rank == 0:
+                emit(progress, f"epoch {epoch + 1}", batch, per_epoch, loss=loss, **stats)
             if checkpoint_every is not None and step % checkpoint_every == 0:
                 checkpoint()
         if stopped:
@@ -374,6 +418,7 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
         epoch += 1
         batch = 0
     checkpoint()
+    distributed.barrier()  # the final checkpoint exists for every rank when train() returns
     if sums.get("examples"):
         final = sums["loss"] / sums["examples"]
     else:

@@ -196,7 +196,7 @@ def test_schedules_and_epoch_order():
 
 @pytest.mark.parametrize("kw,match", [({"optimizer": "lbfgs"}, "optimizer"), ({"schedule": "linear"}, "schedule"),
                                       ({"epochs": 0}, "epochs"), ({"lr": -1.0}, "learning rate"),
-                                      ({"batch_size": 0}, "batch size")])
+                                      ({"batch_size": 0}, "batch size"), ({"device": "gpu0"}, "device")])
 def test_bad_arguments(kw, match):
     with pytest.raises(ParameterError, match=match):
         train("mnist_cnn", tiny_data(8), **{**KW, **kw})

@@ -28,7 +28,7 @@ class SmallCNN(Classifier):
     The convolutions are unpadded (LeNet style) and max-pooling comes before the ReLU
     (the same function as ReLU-then-pool, on 4× fewer values), which keeps the network
     cheap enough for iterative attacks on a laptop CPU: one forward + backward pass over
-    1,000 digits takes about 0.15 s on two cores, so iter_ll over eps
+    1,000 digits costs about 0.2 s of CPU time, so iter_ll over eps
     (0.05, 0.1, 0.2, 0.3) (≈ 180 passes) takes well under a minute. Inputs are images in [0, 1]; ``mean``/``std``
     (per channel, optional) normalise them inside ``forward``.
 
