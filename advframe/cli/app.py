@@ -160,5 +160,10 @@ def build_app() -> typer.Typer:
     from advframe.cli.train import train_command
 
     app.command("train")(train_command)
+    from advframe.cli.report import report_command
+    from advframe.cli.transfer import transfer_command
+
+    app.command("transfer")(transfer_command)
+    app.command("report")(report_command)
     plugins.host().commands(app)
     return app

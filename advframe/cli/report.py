@@ -1,0 +1,54 @@
+"""``advframe report``: tables, Markdown and accuracy / accuracy-ratio plots from results documents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from advframe.cli import render
+from advframe.errors import ParameterError
+
+
+def report_command(
+    results: Annotated[list[Path], typer.Argument(help="Results documents: 'advframe eval --output' and/or 'advframe transfer --output' files.")],
+    plot: Annotated[Optional[Path], typer.Option(help="Write accuracy and accuracy-ratio curves against eps here (PNG; needs matplotlib).")] = None,
+    markdown: Annotated[Optional[Path], typer.Option(help="Write the report as Markdown here.")] = None,
+    eps: Annotated[Optional[str], typer.Option(help="eps of the white-box/black-box table (default: the transfer documents' largest).")] = None,
+) -> None:
+    """Print the white-box/black-box table (paper 004, Table 1) and write plots (Kurakin 2017, Fig. 1) and Markdown."""
+    from advframe.checkpoint import atomic_write_text
+    from advframe.report import load_documents, markdown as to_markdown, plot_curves, white_black_table
+    from advframe.threat import parse_eps
+
+    for path, flag in ((plot, "--plot"), (markdown, "--markdown")):
+        if path is not None and path.is_dir():
+            raise ParameterError(f"{flag} '{path}' is a folder: pass a file name")
+    evals, transfers = load_documents(list(results))
+    chosen = parse_eps(eps) if eps is not None else None
+    for doc in evals:
+        render.console.print(render.eval_table(doc))
+    if transfers:
+        from advframe.cli.transfer import matrix_table
+
+        for doc in transfers:
+            for m in doc["matrices"]:
+                for metric in ("transfer_rate", "error_rate"):
+                    render.console.print(matrix_table(doc, m["attack"], m["eps"], metric))
+    header, rows, used = white_black_table(evals, transfers, chosen)
+    if rows and used is not None:
+        render.console.print(render.simple_table(f"white-box and black-box top-1 accuracy · eps={used:g} "
+                                                 f"(layout of paper 004, Table 1)", header, rows))
+    if plot is not None:
+        plot_curves(evals, plot)
+        render.console.print(f"plot written to {plot}")
+    if markdown is not None:
+        rel = None
+        if plot is not None:
+            try:
+                rel = str(plot.resolve().relative_to(markdown.resolve().parent))
+            except ValueError:
+                rel = str(plot.resolve())
+        atomic_write_text(markdown, to_markdown(evals, transfers, chosen, rel))
+        render.console.print(f"Markdown written to {markdown}")

@@ -1,0 +1,119 @@
+"""``advframe transfer``: black-box transfer matrices (Kurakin et al. 2017, Tables 4 and 6)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from advframe import plugins
+from advframe.cli import render
+from advframe.cli.options import check_all_used, params_for, parse_eps_list, parse_params
+from advframe.errors import DataError, ParameterError
+
+TITLES = {"transfer_rate": "transfer rate", "error_rate": "error rate"}
+
+
+def _load_models(specs: list[str], device: str, cache: dict[str, Any]) -> tuple[list[Any], list[str]]:
+    """Load each distinct spec once (``cache``), so that a model named as source and target is one object."""
+    import advframe
+
+    models, names = [], []
+    for spec in specs:
+        if spec not in cache:
+            cache[spec] = advframe.load_model(spec, device=device)
+        models.append(cache[spec])
+        names.append(Path(spec).stem if spec.endswith(".safetensors") else spec)
+    return models, names
+
+
+def _dataset_of(specs: list[str]) -> str | None:
+    from advframe.checkpoint import read_metadata
+
+    for spec in specs:
+        if spec.endswith(".safetensors") and Path(spec).is_file():
+            name = read_metadata(spec).get("dataset")
+            if isinstance(name, str):
+                return name
+    return None
+
+
+def matrix_table(doc: dict[str, Any], attack: str, eps: float, metric: str) -> Table:
+    """One attack's matrix (rows sources, columns targets), top-1 and top-5 side by side."""
+    m = next(x for x in doc["matrices"] if x["attack"] == attack and x["eps"] == eps)
+    table = Table(title=f"{TITLES[metric]} · {attack} · eps={eps:g} · {doc['examples']} examples "
+                        f"(rows source, columns target; top-1 | top-5)")
+    table.add_column("source \\ target")
+    for t in doc["targets"]:
+        table.add_column(t, justify="right")
+    for src, r1, r5 in zip(doc["sources"], m[metric]["top1"], m[metric]["top5"]):
+        table.add_row(src, *[f"{render.pct(a)} | {render.pct(b)}" for a, b in zip(r1, r5)])
+    return table
+
+
+def transfer_command(
+    source: Annotated[list[str], typer.Option(help="Source model (name or .safetensors) the attacks see; repeatable.")],
+    target: Annotated[list[str], typer.Option(help="Target model (name or .safetensors) classifying the examples; repeatable.")],
+    attack: Annotated[Optional[list[str]], typer.Option(help="Attack name; repeatable (default: fgsm, iter_basic, iter_ll).")] = None,
+    eps: Annotated[Optional[list[str]], typer.Option(help="Perturbation budget, e.g. 0.3 or 8/255; repeatable (default: the data set's grid).")] = None,
+    norm: Annotated[str, typer.Option(help="Threat-model norm: linf or l2.")] = "linf",
+    dataset: Annotated[Optional[str], typer.Option(help="Data set name (default: the first checkpoint's, else mnist5k).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the data set's files.")] = None,
+    split: Annotated[str, typer.Option(help="Data split.")] = "test",
+    param: Annotated[Optional[list[str]], typer.Option(help="Attack hyper-parameter key=value or attack.key=value; repeatable.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Examples per batch.")] = 250,
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N examples.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for random starts and noise.")] = 0,
+    output: Annotated[Optional[Path], typer.Option(help="Write the transfer document (JSON, advframe.transfer/1) here.")] = None,
+    markdown: Annotated[Optional[Path], typer.Option(help="Write the matrices as Markdown here.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Make adversarial examples on each source, classify them with every target, print the matrices."""
+    import advframe
+    from advframe.checkpoint import atomic_write_text
+    from advframe.cli.app import DEFAULT_DATASET, resolve_device
+    from advframe.report import transfer_markdown
+    from advframe.threat import ThreatModel
+    from advframe.transfer import transfer
+
+    ThreatModel(norm=norm)
+    grid = parse_eps_list(eps)
+    names = attack or ["fgsm", "iter_basic", "iter_ll"]
+    reg = plugins.registry()
+    declared = {n: dict(getattr(reg.get("attacks", n).factory, "defaults", {})) for n in names}
+    parsed = parse_params(param)
+    check_all_used(parsed, names, declared, "attacks")
+    attacks = [advframe.get_attack(n, **params_for(n, declared[n], parsed)) for n in names]
+    if data_dir is not None and not data_dir.is_dir():
+        raise DataError(f"--data-dir '{data_dir}' does not exist: pass an existing folder")
+    for path, flag in ((output, "--output"), (markdown, "--markdown")):
+        if path is not None and path.is_dir():
+            raise ParameterError(f"{flag} '{path}' is a folder: pass a file name")
+    dev = resolve_device(device)
+    cache: dict[str, Any] = {}
+    sources, s_names = _load_models(source, dev, cache)
+    targets, t_names = _load_models(target, dev, cache)
+    data = advframe.load_dataset(dataset or _dataset_of(source + target) or DEFAULT_DATASET, split=split,
+                                 data_dir=data_dir)
+    with render.progress_bar(progress) as cb:
+        result = transfer(sources, targets, data, attacks=attacks, eps=grid, norm=norm, batch_size=batch_size,
+                          limit=limit, device=dev, seed=seed, progress=cb, source_names=s_names,
+                          target_names=t_names)
+    doc = result.to_dict()
+    clean = "; ".join(f"{n} {render.pct(c['top1'])}" for n, c in doc["clean"].items())
+    render.console.print(f"clean top-1: {clean}")
+    for a, e in result.grid():
+        for metric in ("transfer_rate", "error_rate"):
+            render.console.print(matrix_table(doc, a, e, metric))
+    for v in result.violations:
+        render.err_console.print(f"[red]refused:[/red] {v.describe()}")
+    if output is not None:
+        atomic_write_text(output, json.dumps(doc, indent=2))
+        render.console.print(f"transfer document written to {output}")
+    if markdown is not None:
+        atomic_write_text(markdown, transfer_markdown(doc))
+        render.console.print(f"Markdown written to {markdown}")
