@@ -1,0 +1,88 @@
+"""Saito & Roy Tables 3, 4, 5 and 7 (shape) on mnist5k for the three heads of advframe_codeword.
+
+Usage::
+
+    python benchmarks/codeword_tables.py CHECKPOINT.safetensors OUT_PREFIX [--limit 300] [--cw-limit 60]
+
+Writes ``OUT_PREFIX.untargeted.json`` and ``OUT_PREFIX.targeted.json`` (results documents
+of ``advframe.evaluate``, the same schema as ``advframe eval --output``). One process per
+model evaluates everything, which saves the start-up cost of a CLI call per parameter;
+the equivalent CLI commands are listed in docs/codeword.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import advframe
+
+LINF_EPS = [0.05, 0.1, 0.2]
+CW_CONSTS = [0.1, 1.0, 10.0]
+DEEPFOOL_ITERS = [1, 3, 10]
+#: CW is a minimum-norm attack: an L2 ball of radius 28 > sqrt(784) contains all of [0, 1]^784.
+UNBOUNDED_L2 = 28.0
+CW_BUDGET = {"binary_search_steps": 3, "max_iterations": 100, "learning_rate": 0.01}
+
+
+def run(checkpoint: str, prefix: str, limit: int, cw_limit: int) -> None:
+    """Evaluate one checkpoint; write the two results documents."""
+    torch.set_num_threads(1)
+    model = advframe.load_model(checkpoint)
+    data = advframe.load_dataset("mnist5k", split="test")
+    name = Path(checkpoint).stem
+    timings: dict[str, float] = {}
+
+    def ev(key: str, attacks: list, eps: list[float], limit_: int, **kw: object) -> dict:
+        t = time.time()
+        doc = advframe.evaluate(model, data, attacks=attacks, eps=eps, limit=limit_, seed=0, label_leaks=False,
+                                model_name=name, **kw).to_dict()
+        timings[key] = time.time() - t
+        return doc
+
+    out: dict[str, list] = {"untargeted": [], "targeted": []}
+
+    def save() -> None:
+        for kind, docs in out.items():
+            Path(f"{prefix}.{kind}.json").write_text(json.dumps({"docs": docs, "seconds": timings}, indent=2))
+
+    out["untargeted"].append(
+        ev("gradient", [advframe.get_attack("fgsm"), advframe.get_attack("iter_basic", preset="saito"),
+                        advframe.get_attack("pgd", preset="saito"), advframe.get_attack("mim", preset="saito")],
+           LINF_EPS, limit))
+    save()
+    out["targeted"].append(ev("pgd_targeted", [advframe.get_attack("pgd", preset="saito")], LINF_EPS, limit,
+                              targeted=True))
+    save()
+    out["targeted"].append(
+        ev("cw_targeted", [advframe.get_attack("cw_l2", initial_const=c, naive=naive, **CW_BUDGET)
+                           for naive in (False, True) for c in (0.1, 1.0)], [UNBOUNDED_L2], cw_limit, norm="l2",
+           targeted=True))
+    save()
+    out["untargeted"].append(
+        ev("cw", [advframe.get_attack("cw_l2", initial_const=c, **CW_BUDGET) for c in CW_CONSTS],
+           [UNBOUNDED_L2], cw_limit, norm="l2"))
+    save()
+    out["untargeted"].append(
+        ev("deepfool", [advframe.get_attack("deepfool", preset="saito", max_iter=m) for m in DEEPFOOL_ITERS],
+           [UNBOUNDED_L2], cw_limit, norm="l2"))
+    save()
+
+
+def main() -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("checkpoint")
+    parser.add_argument("prefix")
+    parser.add_argument("--limit", type=int, default=300)
+    parser.add_argument("--cw-limit", type=int, default=60)
+    args = parser.parse_args()
+    run(args.checkpoint, args.prefix, args.limit, args.cw_limit)
+
+
+if __name__ == "__main__":
+    main()
