@@ -83,7 +83,8 @@ class ThreatModel:
         eps: radius of the ball, in the model's input scale (finite, >= 0).
         bounds: ``(lo, hi)`` box of valid inputs, lo < hi.
         targeted: whether attacks aim at a given target class instead of any wrong one.
-        tolerance: absolute slack that ``audit`` allows for float rounding.
+        tolerance: slack that ``audit`` allows for float rounding, relative to the
+            input scale ``max(1, |lo|, |hi|)`` (float32 cannot resolve 1e-5 near 255).
 
     Raises:
         ThreatModelError: on an unknown norm, a negative or non-finite eps, or bad bounds.
@@ -176,7 +177,8 @@ class ThreatModel:
         box_excess = torch.maximum((lo - flat).clamp_min(0), (flat - hi).clamp_min(0))
         box_excess = box_excess.amax(dim=1) if flat.shape[1] else flat.new_zeros(n)
         excess = torch.maximum(ball_excess, box_excess)
-        bad = (excess > self.tolerance) | ~finite
+        tol = self.tolerance * max(1.0, abs(lo), abs(hi))
+        bad = (excess > tol) | ~finite
         max_excess = float(excess.max()) if n else 0.0
         if not bool(finite.all()):
             max_excess = math.inf

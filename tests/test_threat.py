@@ -72,3 +72,11 @@ def test_l2_audit_uses_the_euclidean_norm():
     x = torch.full((1, 4), 0.5)
     assert t.audit(x + torch.tensor([[0.2, 0.2, 0.2, 0.2]]), x).ok          # norm 0.4
     assert not t.audit(x + torch.tensor([[0.3, 0.3, 0.3, 0.0]]), x).ok      # norm 0.52
+
+
+def test_audit_tolerance_scales_with_the_input_range():
+    t = ThreatModel(norm="linf", eps=8.0, bounds=(0.0, 255.0))
+    x = torch.full((1, 3), 200.0)
+    rounding = x + torch.tensor([[8.0, -8.0, 8.0]]) + 1.5e-5   # float32 rounding near 200
+    assert t.audit(rounding, x).ok
+    assert not t.audit(x + 8.1, x).ok
