@@ -15,6 +15,15 @@ Usage::
 Expectation: CW-L2 optimises the perturbation size and should find smaller median L2
 than DeepFool's one-sided linearised steps (DeepFool has no distance term); the script
 reports whatever it measures.
+
+Measured (mnist_cnn_standard, first 100 mnist5k test digits, 99 correctly classified,
+eps 100, shared 2-core CPU; CW reduced to 5 binary-search steps x 200 Adam steps at
+learning rate 0.05 for time, c from 0.01):
+
+    cw_l2     success 1.000  median L2 1.799  (782 gradient evaluations)
+    deepfool  success 1.000  median L2 1.965  (108 gradient evaluations)
+
+The Saito setting (5 x 1000 at learning rate 0.01, 200 digits) is the script's default.
 """
 
 from __future__ import annotations
