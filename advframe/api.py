@@ -95,6 +95,7 @@ def load_dataset(name: str, split: str = "test", data_dir: str | os.PathLike[str
     """Read a split of a registered data set, validated (finite, inside bounds).
 
     Raises:
-        UnknownNameError, DataError.
+        UnknownNameError: for a data set name that no plugin registered.
+        DataError: for a missing data folder, an unknown split, or invalid values.
     """
     return get_dataset(name, **params).load(split, Path(data_dir) if data_dir is not None else None)
