@@ -110,7 +110,7 @@ def monotone_in_eps(ctx: Context) -> Check:
     if rises:
         return Check(name, WARN, join([head] + rises + ["A larger budget should never help the model: "
                                                         "suspect masked gradients or a failing attack"]), source)
-    return Check(name, PASS, join([head, f"The largest change with growing eps is {attack} from "
+    return Check(name, PASS, join([head, f"Closest to a rise: {attack} from "
                                          f"{pct(lo['top1'])} at eps {lo['eps']:g} to {pct(hi['top1'])} at eps "
                                          f"{hi['eps']:g} ({e.describe()})"]), source)
 
@@ -153,8 +153,13 @@ def _pair_accuracies(ctx: Context, strong: str, weak: str
     eps = max(either) if either else ctx.grid[-1]
     ps, ns, ws = _side(ctx, strong, eps)
     pw, nw, ww = _side(ctx, weak, eps)
-    where = (f"({strong} from the {ws}, {weak} from the {ww}; the probe is the first {ctx.probe.n} examples)"
-             if "probe" in ws + ww else "from the evaluation's runs")
+    if ws == ww == "evaluation":
+        where = "from the evaluation's runs"
+    elif ws.startswith("probe") and ww.startswith("probe"):
+        detail = ws[len("probe"):] or ww[len("probe"):]
+        where = f"{ctx.on_probe} (both run by the check{detail})"
+    else:
+        where = f"({strong} from the {ws}, {weak} from the {ww}; the probe is the first {ctx.probe.n} examples)"
     return [(eps, ps, ns, pw, nw)], where
 
 
@@ -225,14 +230,19 @@ def whitebox_beats_noise(ctx: Context) -> Check:
         except AttackUnavailable as exc:
             return Check(name, NOT_APPLICABLE, join([f"Could not run {NOISE_BASELINE}: {exc}"]), source)
         pn, nn_, where = run.top1, ctx.probe.n, ctx.on_probe
-    e = excess(best["top1"], _n(best), pn, nn_)
-    text = (f"At eps {eps:g} the strongest white-box attack {best['attack']} leaves top-1 {pct(best['top1'])} "
-            f"({_n(best)} examples); {NOISE_BASELINE} noise {where} leaves {pct(pn)} ({e.describe()}, "
-            f"{BOUND_TEXT})")
-    if e.significant:
-        return Check(name, WARN, join([text, "Random noise beating the gradient means the gradient does not point "
-                                             "to adversarial examples: masked gradients"]), source)
-    return Check(name, PASS, join([text]), source)
+    return _versus_baseline(name, source, best, f"{NOISE_BASELINE} noise {where}", pn, nn_,
+                            "Random noise beating the gradient means the gradient does not point to adversarial "
+                            "examples: masked gradients")
+
+
+def _versus_baseline(name: str, source: str, best: dict[str, Any], baseline: str, p: float, n: int,
+                     warning: str) -> Check:
+    """Warn when the white-box run ``best`` leaves more accuracy than a baseline beyond noise."""
+    e = excess(best["top1"], _n(best), p, n)
+    text = (f"At eps {best['eps']:g} the strongest white-box attack {best['attack']} leaves top-1 "
+            f"{pct(best['top1'])} ({_n(best)} examples); {baseline} leaves {pct(p)} ({n} examples; "
+            f"{e.describe()}, {BOUND_TEXT})")
+    return Check(name, WARN if e.significant else PASS, join([text] + ([warning] if e.significant else [])), source)
 
 
 def whitebox_beats_transfer(ctx: Context) -> Check:
@@ -251,13 +261,9 @@ def whitebox_beats_transfer(ctx: Context) -> Check:
         run = ctx.probe.attack(best["attack"], best["eps"], params=best.get("params"), source=ctx.transfer_source)
     except AttackUnavailable as exc:
         return Check(name, NOT_APPLICABLE, join([f"Could not transfer {best['attack']}: {exc}"]), source)
-    e = excess(best["top1"], _n(best), run.top1, ctx.probe.n)
-    text = (f"At eps {best['eps']:g} white-box {best['attack']} leaves top-1 {pct(best['top1'])}; the same attack "
-            f"transferred from the source model {ctx.on_probe} leaves {pct(run.top1)} ({e.describe()}, {BOUND_TEXT})")
-    if e.significant:
-        return Check(name, WARN, join([text, "A black-box transfer attack beating the white-box one means the "
-                                             "model's own gradients mislead: masked gradients"]), source)
-    return Check(name, PASS, join([text]), source)
+    return _versus_baseline(name, source, best, f"the same attack transferred from the source model {ctx.on_probe}",
+                            run.top1, ctx.probe.n, "A black-box transfer attack beating the white-box one means "
+                                                   "the model's own gradients mislead: masked gradients")
 
 
 def label_leaking(ctx: Context) -> Check:
