@@ -75,6 +75,24 @@ class SkipsChecks(SignStep):
         """Refuses nothing."""
 
 
+class InPlace(SignStep):
+    name = "toy_in_place"
+
+    def perturb(self, model, x, y, threat, target):
+        grad, _ = self.objective_gradient(model, x, y, target)
+        return threat.project(x.add_(threat.eps * grad.sign()), x.clone())
+
+
+class BackwardOnParameters(SignStep):
+    name = "toy_backward"
+
+    def perturb(self, model, x, y, threat, target):
+        x = x.clone().requires_grad_(True)
+        model.loss(model(x), y).sum().backward()
+        self.gradient_evaluations += 1
+        return threat.project(x.detach() + threat.eps * x.grad.sign(), x.detach())
+
+
 class BadName(SignStep):
     name = "ToySignStep"
 
@@ -124,6 +142,14 @@ def test_accepting_undeclared_norm_and_targets_is_caught():
     assert errors_of(info.value) == {"refusal"}
     messages = [f.message for f in info.value.findings]
     assert any("norm l2" in m for m in messages) and any("targeted" in m for m in messages)
+
+
+def test_in_place_writes_and_parameter_gradients_are_caught():
+    with pytest.raises(ConformanceError, match="in place"):
+        check_attack(InPlace, eps=(0.1,))
+    with pytest.raises(ConformanceError) as info:
+        check_attack(BackwardOnParameters, eps=(0.1,))
+    assert errors_of(info.value) == {"parameter_gradients"}
 
 
 def test_bad_name_is_caught_and_findings_can_be_returned():

@@ -122,12 +122,21 @@ def check_attack(attack_factory: Any, model: nn.Module | None = None, *, input_s
     return f.finish(raise_errors)
 
 
+class InputModified(RuntimeError):
+    """The attack wrote into the clean inputs or labels it was given."""
+
+
 def _run(attack: Any, model: CountingModel, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
          threat: ThreatModel, seed: int) -> torch.Tensor:
     _reset(attack)
     model.reset()
+    model.zero_grad(set_to_none=True)
     torch.manual_seed(seed)
-    return attack(model, x.clone(), y.clone(), threat, target)
+    xc, yc = x.clone(), y.clone()
+    out = attack(model, xc, yc, threat, target)
+    if not (torch.equal(xc, x) and torch.equal(yc, y)):
+        raise InputModified("it modified the clean inputs or labels in place: work on a copy (x.clone())")
+    return out
 
 
 def _check_call(factory: Any, attack: Any, model: CountingModel, x: torch.Tensor, y: torch.Tensor,
@@ -152,6 +161,9 @@ def _check_call(factory: Any, attack: Any, model: CountingModel, x: torch.Tensor
         f.error("audit", f"({where}) {report.violations} example(s) leave the threat model "
                          f"(excess {report.max_excess:.3g}, {report.nonfinite} non-finite): "
                          f"end with threat.project(x_adv, x)")
+    if any(p.grad is not None for p in model.parameters()):
+        f.error("parameter_gradients", f"({where}) left .grad on the model's parameters: compute input gradients "
+                                       f"with torch.autograd.grad(loss, x), not loss.backward()")
     counted, seen = attack.gradient_evaluations, model.backwards
     if counted != seen:
         f.error("gradient_evaluations", f"({where}) reports {counted} gradient evaluation(s) but the model saw "
