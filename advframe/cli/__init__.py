@@ -18,8 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     from advframe.errors import AdvframeError
 
     args = list(sys.argv[1:] if argv is None else argv)
-    command = typer.main.get_command(build_app())
     try:
+        command = typer.main.get_command(build_app())
         code = command.main(args=args, prog_name="advframe", standalone_mode=False)
     except cx.UsageError as exc:
         path = exc.ctx.command_path if exc.ctx is not None else "advframe"
