@@ -1,0 +1,105 @@
+"""The CLI through the real console script: results document, and one-line errors with exit 2."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+RUN_KEYS = {"attack", "eps", "norm", "targeted", "params", "top1", "top5", "success_rate", "accuracy_ratio",
+            "label_leaks", "max_perturbation", "violations", "gradient_evaluations", "seconds"}
+
+ESCAPING = """
+import advframe
+from advframe.attack import Attack
+
+class Escape(Attack):
+    '''Steps outside the eps-ball on purpose.'''
+    name = "fakeplug_escape"
+    uses_true_label = False
+    def perturb(self, model, x, y, threat, target):
+        return (x + 3 * threat.eps).clamp(*threat.bounds)
+
+@advframe.hookimpl
+def register_attacks(register):
+    register(Escape)
+"""
+
+
+def assert_one_line_error(proc, *needles):
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_eval_writes_the_results_document(tmp_path):
+    out = tmp_path / "r.json"
+    proc = run_cli("eval", "--attack", "fgsm", "--attack", "pgd", "--eps", "0.1", "--eps", "0.3",
+                   "--limit", "200", "--output", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "advframe.eval/1"
+    assert {"model", "dataset", "split", "examples", "clean", "runs", "checks"} <= doc.keys()
+    assert doc["dataset"] == "mnist5k" and doc["examples"] == 200
+    assert [(r["attack"], r["eps"]) for r in doc["runs"]] == [("fgsm", 0.1), ("fgsm", 0.3), ("pgd", 0.1), ("pgd", 0.3)]
+    for r in doc["runs"]:
+        assert RUN_KEYS <= r.keys()
+        assert 0 <= r["top1"] <= r["top5"] <= 1 and r["violations"] == 0
+        assert r["max_perturbation"] <= r["eps"] + 1e-6
+    fgsm = {r["eps"]: r for r in doc["runs"] if r["attack"] == "fgsm"}
+    assert isinstance(fgsm[0.1]["label_leaks"], int)   # fgsm reads the true label
+    assert "fgsm" in proc.stdout and "pgd" in proc.stdout
+
+
+def test_escaping_plugin_attack_is_reported_not_counted(fake_plugins, tmp_path):
+    fake_plugins("fake-escape", "fakeplug_escape", ESCAPING)
+    out = tmp_path / "r.json"
+    proc = run_cli("eval", "--attack", "fakeplug_escape", "--eps", "0.1", "--limit", "100", "--output", str(out),
+                   "--no-progress", "--no-checks")
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads(out.read_text())["runs"][0]
+    assert run["top1"] is None and run["violations"] == 100
+    assert "refused" in proc.stderr and "fakeplug_escape" in proc.stderr
+
+
+def test_unknown_attack_suggests_the_closest():
+    assert_one_line_error(run_cli("eval", "--attack", "iter_lll"), "iter_lll", "did you mean 'iter_ll'")
+
+
+@pytest.mark.parametrize("eps", ["-0.1", "nan", "1/0", "abc"])
+def test_bad_eps(eps):
+    assert_one_line_error(run_cli("eval", "--attack", "fgsm", "--eps", eps), "eps")
+
+
+def test_missing_data_dir(tmp_path):
+    missing = tmp_path / "nowhere"
+    assert_one_line_error(run_cli("eval", "--dataset", "mnist", "--data-dir", str(missing)), str(missing))
+
+
+def test_model_file_that_is_not_safetensors(tmp_path):
+    fake = tmp_path / "model.safetensors"
+    fake.write_bytes(b"PK\x03\x04 this is a zip or pickle, not safetensors")
+    assert_one_line_error(run_cli("eval", "--model", str(fake)), str(fake), "safetensors")
+    pt = tmp_path / "model.pt"
+    pt.write_bytes(b"\x80\x04pickle")
+    assert_one_line_error(run_cli("eval", "--model", str(pt)), "model.pt")
+
+
+def test_bad_option_and_param():
+    assert_one_line_error(run_cli("eval", "--bogus"), "--bogus")
+    assert_one_line_error(run_cli("eval", "--attack", "pgd", "--param", "stepz=3"), "stepz")
+    assert_one_line_error(run_cli("eval", "--norm", "l3"), "l3")
+
+
+def test_ci_runs_the_readme_test_command():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)
+    test_command = blocks[1].strip()
+    assert "pytest" in test_command
+    assert test_command in (root / ".ci" / "run").read_text().splitlines()
