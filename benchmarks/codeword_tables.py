@@ -73,14 +73,51 @@ def run(checkpoint: str, prefix: str, limit: int, cw_limit: int) -> None:
     save()
 
 
+def _column(run: dict) -> str:
+    p = run["params"]
+    if run["attack"] == "cw_l2":
+        return f"CW{'-naive' if p.get('naive') else ''} c={p['initial_const']:g}"
+    if run["attack"] == "deepfool":
+        return f"DeepFool m={p['max_iter']}"
+    return f"{run['attack']} eps={run['eps']:g}"
+
+
+def markdown(prefixes: list[str]) -> str:
+    """Markdown tables (clean accuracy, untargeted accuracy, targeted success) from the written documents."""
+    lines: list[str] = []
+    for kind, metric in (("untargeted", "top1"), ("targeted", "success_rate")):
+        rows, header = [], ["model", "examples", "clean"]
+        for prefix in prefixes:
+            docs = json.loads(Path(f"{prefix}.{kind}.json").read_text())["docs"]
+            cells = [Path(prefix).name.removeprefix("res_"), "/".join(str(d["examples"]) for d in docs),
+                     f"{docs[0]['clean']['top1']:.3f}"]
+            cols = ["model", "examples", "clean"]
+            for doc in docs:
+                for run in doc["runs"]:
+                    cols.append(_column(run))
+                    cells.append(f"{run[metric]:.3f}")
+            header = cols if len(cols) > len(header) else header
+            rows.append(cells)
+        lines += [f"{kind} ({'accuracy' if metric == 'top1' else 'success rate'})", "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+    return "\n".join(lines)
+
+
 def main() -> None:
-    """Command-line entry point."""
+    """Command-line entry point (``--report PREFIX...`` prints the tables of finished runs)."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("checkpoint")
-    parser.add_argument("prefix")
+    parser.add_argument("checkpoint", nargs="?")
+    parser.add_argument("prefix", nargs="?")
     parser.add_argument("--limit", type=int, default=300)
     parser.add_argument("--cw-limit", type=int, default=60)
+    parser.add_argument("--report", nargs="+", metavar="PREFIX")
     args = parser.parse_args()
+    if args.report:
+        print(markdown(args.report))
+        return
+    if not args.checkpoint or not args.prefix:
+        parser.error("pass CHECKPOINT PREFIX, or --report PREFIX...")
     run(args.checkpoint, args.prefix, args.limit, args.cw_limit)
 
 
