@@ -34,7 +34,7 @@ from torch import nn
 from advframe.data_source import BatchSource, as_source
 from advframe.errors import ParameterError, ThreatViolation
 from advframe.evaluation import Violation, _attack_grid, _resolve_attacks
-from advframe.metrics import ratio, topk_correct
+from advframe.metrics import RunTally, ratio, topk_correct
 from advframe.model import as_model, model_config
 from advframe.progress import ProgressCallback, emit
 from advframe.threat import ThreatModel
@@ -62,18 +62,6 @@ class _Counts:
     source_success: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KS, 0))
     transferred: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KS, 0))
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KS, 0))
-
-
-@dataclass
-class _SourceRun:
-    """Per (source, attack, eps): audit and cost."""
-
-    examples: int = 0
-    violations: int = 0
-    rejected_batches: int = 0
-    max_perturbation: float = 0.0
-    gradient_evaluations: int = 0
-    seconds: float = 0.0
 
 
 @dataclass
@@ -191,7 +179,7 @@ def transfer(sources: Sequence[nn.Module], targets: Sequence[nn.Module], data: A
     clean_counts = {key: dict.fromkeys(KS, 0) for key in models}
     cells = {(si, ai, j, ti): _Counts() for si in range(len(src)) for ai in range(len(specs))
              for j in range(len(grid)) for ti in range(len(tgt))}
-    audits = {(si, ai, j): _SourceRun() for si in range(len(src)) for ai in range(len(specs))
+    audits = {(si, ai, j): RunTally() for si in range(len(src)) for ai in range(len(specs))
               for j in range(len(grid))}
     violations: list[Violation] = []
     starts = list(range(0, len(source), batch_size))
@@ -222,6 +210,7 @@ def transfer(sources: Sequence[nn.Module], targets: Sequence[nn.Module], data: A
                         violations.append(v)
                         run.violations += report.violations
                         run.rejected_batches += 1
+                        run.rejected_examples += n
                         continue
                     run.examples += n
                     run.max_perturbation = max(run.max_perturbation, report.max_perturbation)
