@@ -328,8 +328,9 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
         A :class:`TrainResult`.
 
     Raises:
-        ParameterError: for a bad argument. CheckpointError: for a checkpoint that cannot
-        be resumed (other model, defense, seed, batch size or data).
+        ParameterError: for a bad argument.
+        CheckpointError: for a checkpoint that cannot be resumed (other model, defense,
+            seed, batch size or data).
     """
     _check_args(epochs, batch_size, optimizer, lr, schedule, checkpoint_every, max_steps)
     if device == "auto":
