@@ -28,11 +28,11 @@ def lipschitz_table(report: LipschitzReport) -> Table:
     """A rich table of one model's per-layer bounds."""
     table = Table(title=f"{report.model} · input {'x'.join(map(str, report.input_shape))} · "
                         f"product bound {report.product:.4g}")
-    for col in ("layer", "kind", "input", "operator norm", "cumulative Λ", "exact", "note"):
-        table.add_column(col, justify="right" if col in ("operator norm", "cumulative Λ") else "left")
+    for col in ("layer", "kind", "input", "norm", "cumulative Λ", "exact"):
+        table.add_column(col, justify="right" if col in ("norm", "cumulative Λ") else "left", no_wrap=col == "layer")
     for layer in report.layers:
         table.add_row(layer.name, layer.kind, "x".join(map(str, layer.input_shape)), f"{layer.operator_norm:.4f}",
-                      f"{layer.cumulative:.4g}", "yes" if layer.exact else "bound", layer.note)
+                      f"{layer.cumulative:.4g}", "yes" if layer.exact else "bound")
     return table
 
 
@@ -83,6 +83,9 @@ def lipschitz_command(
                for spec in model]
     for report in reports:
         console.print(lipschitz_table(report))
+        if any(not layer.exact and layer.kind == "conv" for layer in report.layers):
+            console.print("conv 'bound': zero/valid padding or stride; the FFT value assumes circular padding "
+                          "and is an upper bound there (see docs/codeword.md)")
         if report.unaccounted:
             console.print(f"[yellow]not covered by the bound:[/yellow] {', '.join(report.unaccounted)}")
     doc: dict[str, Any] = {"schema": "advframe.lipschitz/1", "input_size": input_size,
