@@ -211,3 +211,37 @@ def launch(argv: list[str], nprocs: int, quiet_ranks: bool = True) -> int:
                 p.kill()
         raise
     return status
+
+
+class DistributedModel:
+    """A model behind ``DistributedDataParallel`` that keeps the Model protocol.
+
+    ``model(x)`` runs the DDP forward (gradients are averaged over processes in
+    backward); ``loss``, ``predict``, ``scores`` and every other attribute come from the
+    bare module, which is also ``.module`` — defenses generate adversarial examples on
+    ``.module`` so that the extra forward passes do not involve DDP.
+    """
+
+    def __init__(self, module: torch.nn.Module, device: torch.device | str = "cpu"):
+        from torch.nn.parallel import DistributedDataParallel
+
+        device = torch.device(device)
+        self.module = module
+        self.ddp = DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ddp(x)
+
+    def train(self, mode: bool = True) -> "DistributedModel":
+        """Set train/eval mode of the wrapper and the module."""
+        self.ddp.train(mode)
+        return self
+
+    def eval(self) -> "DistributedModel":
+        """Eval mode."""
+        return self.train(False)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("module", "ddp"):
+            raise AttributeError(name)
+        return getattr(self.module, name)

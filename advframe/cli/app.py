@@ -60,6 +60,7 @@ def load_model_and_data(model: Optional[str], dataset: Optional[str], data_dir: 
 
 
 def eval_command(
+    ctx: typer.Context,
     model: Annotated[Optional[str], typer.Option(help="Model name or .safetensors checkpoint (default: the embedded mnist5k model).")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Data set name (default: mnist5k, or the checkpoint's).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the data set's files.")] = None,
@@ -79,11 +80,18 @@ def eval_command(
     label_leaks: Annotated[bool, typer.Option(help="Measure label leaking for attacks that read the true label.")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     checks: Annotated[bool, typer.Option(help="Run the gradient-masking and attack-failure checks after the attacks.")] = True,
+    devices: Annotated[int, typer.Option(help="Processes to evaluate on (batches are shared out, counts summed); also works under torchrun.")] = 1,
 ) -> None:
     """Evaluate a model under attacks over an eps grid and print the table (and the checks)."""
     import advframe
+    from advframe import distributed
     from advframe.checkpoint import atomic_write_text
+    from advframe.cli.launch import maybe_launch
     from advframe.threat import ThreatModel
+
+    launched = maybe_launch(ctx, devices)
+    if launched is not None:
+        raise typer.Exit(launched)
 
     ThreatModel(norm=norm)  # validates the norm before anything slow
     grid = parse_eps_list(eps)
@@ -95,15 +103,22 @@ def eval_command(
     attacks = [advframe.get_attack(n, **params_for(n, declared[n], parsed)) for n in names]
     if resume and output is None:
         raise ParameterError("--resume needs --output FILE.json (the partial state is kept beside it)")
-    dev = resolve_device(device)
+    dev = str(distributed.init_from_env(resolve_device(device)))
+    rank, world = distributed.rank_and_world()
     net, data, model_name = load_model_and_data(model, dataset, data_dir, split, dev)
-    state = Path(str(output) + ".partial") if output is not None else None
+    suffix = ".partial" if world == 1 else f".partial.rank{rank}"
+    state = Path(str(output) + suffix) if output is not None else None
     if state is not None and state.exists() and not resume:
         state.unlink()
-    with render.progress_bar(progress) as cb:
+    with render.progress_bar(progress and rank == 0) as cb:
         result = advframe.evaluate(net, data, attacks=attacks, eps=grid, norm=norm, targeted=targeted, target=target,
                                    batch_size=batch_size, limit=limit, device=dev, seed=seed,
                                    label_leaks=label_leaks, progress=cb, state_path=state, model_name=model_name)
+        distributed.shutdown()
+        if rank != 0:
+            if state is not None and state.exists():
+                state.unlink()
+            return
         if checks:
             from advframe.checks import run_checks
 

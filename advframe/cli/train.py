@@ -13,6 +13,7 @@ from advframe.cli.options import check_all_used, params_for, parse_eps_list, par
 
 
 def train_command(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors).")],
     model: Annotated[str, typer.Option(help="Model architecture name.")] = "mnist_cnn",
     dataset: Annotated[str, typer.Option(help="Data set name.")] = "mnist5k",
@@ -32,10 +33,22 @@ def train_command(
     resume: Annotated[bool, typer.Option(help="Continue from --out if it exists.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    devices: Annotated[int, typer.Option(help="Processes to train on with DistributedDataParallel (gloo on CPU, nccl on CUDA); --batch-size is the global minibatch.")] = 1,
+    amp: Annotated[bool, typer.Option(help="bf16 autocast of the forward passes (CUDA only).")] = False,
 ) -> None:
-    """Train a model and write a safetensors checkpoint that 'advframe eval --model' reads."""
+    """Train a model and write a safetensors checkpoint that 'advframe eval --model' reads.
+
+    Under torchrun (or with --devices N) every process trains on its shard of each
+    global minibatch; only rank 0 writes the checkpoint and prints.
+    """
     import advframe
+    from advframe import distributed
     from advframe.cli.app import resolve_device
+    from advframe.cli.launch import maybe_launch
+
+    launched = maybe_launch(ctx, devices)
+    if launched is not None:
+        raise typer.Exit(launched)
 
     reg = plugins.registry()
     declared = dict(getattr(reg.get("defenses", defense).factory, "defaults", {}))
@@ -43,15 +56,19 @@ def train_command(
     check_all_used(parsed, [defense], {defense: declared}, "defenses")
     model_config = {k: _number(v) for k, v in parse_params(model_param).items()}
     reg.get("models", model)
-    dev = resolve_device(device)
+    dev = str(distributed.init_from_env(resolve_device(device)))
+    rank, _ = distributed.rank_and_world()
     data = advframe.load_dataset(dataset, split="train", data_dir=data_dir)
-    with render.progress_bar(progress) as cb:
+    with render.progress_bar(progress and rank == 0) as cb:
         result = advframe.train(model, data, model_config=model_config, defense=defense,
                                 defense_params=params_for(defense, declared, parsed), epochs=epochs,
                                 batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
                                 weight_decay=weight_decay, schedule=schedule, seed=seed, out=out,
                                 checkpoint_every=checkpoint_every, resume=resume, device=dev, progress=cb,
-                                dataset_name=dataset)
+                                dataset_name=dataset, amp=amp)
+    distributed.shutdown()
+    if rank != 0:
+        return
     render.console.print(f"trained {model} with {defense}: {result.steps} steps, final loss "
                          f"{result.final_loss:.4f}; checkpoint written to {out}")
 

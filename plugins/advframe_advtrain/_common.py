@@ -19,13 +19,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from advframe.distributed import DistributedModel
 from advframe.errors import ParameterError
 from advframe.threat import ThreatModel
 
 
 def unwrap(model: Any) -> Any:
-    """The bare model behind a ``DistributedDataParallel`` (or ``DataParallel``) wrapper."""
-    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+    """The bare model behind a :class:`~advframe.distributed.DistributedModel`,
+    ``DistributedDataParallel`` or ``DataParallel`` wrapper."""
+    if isinstance(model, (DistributedModel, nn.parallel.DistributedDataParallel, nn.DataParallel)):
         return model.module
     return model
 

@@ -1,0 +1,103 @@
+"""Several processes (gloo, CPU) agree with one, and training survives kill -9.
+
+Each test runs the real console script: ``advframe train|eval --devices 2`` (the
+built-in launcher) or ``torchrun --nproc-per-node 2 -m advframe`` (torch's launcher).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from advframe.checkpoint import load_checkpoint, read_metadata
+from advframe.distributed import free_port
+
+from conftest import console_script, run_cli
+
+pytestmark = pytest.mark.slow
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    tensors, _ = load_checkpoint(path)
+    return {k: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+def train_args(out: Path, *extra: str) -> list[str]:
+    return ["train", "--model", "mnist_cnn", "--dataset", "mnist5k", "--defense", "mixed_batch",
+            "--param", "preset=mnist", "--epochs", "1", "--batch-size", "32", "--lr", "0.01", "--seed", "3",
+            "--out", str(out), "--no-progress", *extra]
+
+
+def test_two_process_training_matches_one_process(tmp_path):
+    one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
+    r1 = run_cli(*train_args(one), env=ONE_THREAD)
+    assert r1.returncode == 0, r1.stderr
+    r2 = run_cli(*train_args(two, "--devices", "2"), env=ONE_THREAD)
+    assert r2.returncode == 0, r2.stderr
+    w1, w2 = weights(one), weights(two)
+    assert w1.keys() == w2.keys()
+    for k in w1:  # same global minibatches, same adversarial examples, gradients averaged by DDP
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5)
+    meta = read_metadata(two)
+    assert meta["train_args"]["world_size"] == 2 and meta["step"] == 125
+
+
+def eval_args(out: Path) -> list[str]:
+    return ["eval", "--model", "mnist_cnn_standard", "--attack", "fgsm", "--attack", "step_ll",
+            "--eps", "0.1", "--eps", "0.3", "--limit", "600", "--batch-size", "100", "--no-progress", "--no-checks",
+            "--output", str(out)]
+
+
+def test_two_process_eval_equals_one_process(tmp_path):
+    one, two, run = tmp_path / "one.json", tmp_path / "two.json", tmp_path / "torchrun.json"
+    r1 = run_cli(*eval_args(one), env=ONE_THREAD)
+    assert r1.returncode == 0, r1.stderr
+    r2 = run_cli(*eval_args(two), "--devices", "2", env=ONE_THREAD)
+    assert r2.returncode == 0, r2.stderr
+    r3 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                         "--master-port", str(free_port()), "-m", "advframe", *eval_args(run)], capture_output=True, text=True,
+                        timeout=300, env={**os.environ, **ONE_THREAD})
+    assert r3.returncode == 0, r3.stderr
+    d1 = json.loads(one.read_text())
+    for other in (two, run):
+        d = json.loads(other.read_text())
+        assert d["processes"] == 2 and d["examples"] == d1["examples"] == 600
+        assert d["clean"] == d1["clean"]
+        keys = ("attack", "eps", "top1", "top5", "success_rate", "label_leaks", "max_perturbation", "violations")
+        assert [{k: r[k] for k in keys} for r in d["runs"]] == [{k: r[k] for k in keys} for r in d1["runs"]]
+    assert d1["runs"][0]["label_leaks"] is not None  # fgsm reads the label: leaks measured
+
+
+def test_resume_after_kill_9_gives_the_uninterrupted_weights(tmp_path):
+    ref, ck = tmp_path / "ref.safetensors", tmp_path / "ck.safetensors"
+    args = train_args(ref)[:-3]  # without --out and --no-progress
+    args = [a for a in args if a not in ()]
+    args[args.index("--epochs") + 1] = "2"
+    r = run_cli(*args, "--out", str(ref), "--no-progress", env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    proc = subprocess.Popen([console_script(), *args, "--out", str(ck), "--no-progress", "--checkpoint-every", "20"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **ONE_THREAD})
+    deadline = time.monotonic() + 120
+    while not ck.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "training ended before the first checkpoint: make the run longer"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = read_metadata(ck)["step"]
+    assert 0 < killed_at < 250  # mid-run: two epochs of 125 steps
+    r = run_cli(*args, "--out", str(ck), "--no-progress", "--checkpoint-every", "20", "--resume", env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    assert read_metadata(ck)["step"] == 250
+    w_ref, w_ck = weights(ref), weights(ck)
+    assert w_ref.keys() == w_ck.keys()
+    assert all(torch.equal(w_ref[k], w_ck[k]) for k in w_ref)
