@@ -141,10 +141,11 @@ def white_black_table(evals: list[dict[str, Any]], transfers: list[dict[str, Any
                       ) -> tuple[list[str], list[list[str]], float | None]:
     """The white-box / black-box layout of paper 004, Table 1, at one eps.
 
-    Rows are models; columns ``clean``, then each white-box attack (top-1 accuracy from an
+    Rows are models; columns ``clean``, then each white-box attack, headed by its name as
+    paper 004 heads "FGS" (top-1 accuracy from an
     eval document, else from the diagonal of a transfer document), then ``attack(source)``:
-    the model's top-1 accuracy on the attack's examples made on another model (a transfer
-    document). ``eps`` defaults to the largest eps of the transfer documents (else of the
+    the model's top-1 accuracy on the attack's examples made on another model, as paper 004
+    heads "FGS(A')" (a transfer document). ``eps`` defaults to the largest eps of the transfer documents (else of the
     eval documents).
 
     Returns:
@@ -180,7 +181,7 @@ def white_black_table(evals: list[dict[str, Any]], transfers: list[dict[str, Any
                 if (r["attack"], r["source"]) not in black_cols:
                     black_cols.append((r["attack"], r["source"]))
     models = list(clean)
-    header = ["model", "clean"] + [f"{a} (white-box)" for a in white_cols] + [f"{a}({s})" for a, s in black_cols]
+    header = ["model", "clean"] + list(white_cols) + [f"{a}({s})" for a, s in black_cols]
     rows = [[m, _pct(clean[m])] + [_pct(white.get((m, a))) for a in white_cols]
             + [_pct(black[(m, a, s)]) if (m, a, s) in black else "—" for a, s in black_cols] for m in models]
     return header, rows, eps
@@ -203,8 +204,8 @@ def markdown(evals: list[dict[str, Any]], transfers: list[dict[str, Any]], eps: 
     header, rows, used = white_black_table(evals, transfers, eps)
     if rows and used is not None:
         parts += [f"## White-box and black-box top-1 accuracy, eps={used:g}", "",
-                  "Layout of paper 004, Table 1: `attack(S)` is the accuracy on the attack's examples made on "
-                  "source model S.", "", _md_table(header, rows), ""]
+                  "Layout of paper 004, Table 1: `attack` columns are white-box, `attack(S)` columns the accuracy "
+                  "on the attack's examples made on source model S (black-box).", "", _md_table(header, rows), ""]
     for d in transfers:
         parts += [transfer_markdown(d), ""]
     return "\n".join(parts).rstrip() + "\n"
@@ -256,7 +257,7 @@ def plot_curves(evals: list[dict[str, Any]], path: str | os.PathLike[str], title
         ax.set_ylim(-0.02, 1.05 if ax is axes[0] else max(1.05, ax.get_ylim()[1]))
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="best")
-    fig.suptitle(title or "accuracy and accuracy ratio against eps (Kurakin et al. 2017, Fig. 1)", fontsize=10)
+    fig.suptitle(title or "top-1 accuracy and accuracy ratio (Kurakin et al. 2017, §4.3, Fig. 1) against eps", fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)

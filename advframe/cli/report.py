@@ -38,8 +38,9 @@ def report_command(
                     render.console.print(matrix_table(doc, m["attack"], m["eps"], metric))
     header, rows, used = white_black_table(evals, transfers, chosen)
     if rows and used is not None:
-        render.console.print(render.simple_table(f"white-box and black-box top-1 accuracy · eps={used:g} "
-                                                 f"(layout of paper 004, Table 1)", header, rows))
+        title = (f"white-box and black-box top-1 accuracy · eps={used:g} "
+                 f"(paper 004, Table 1: attack = white-box, attack(S) = examples made on S)")
+        render.console.print(render.simple_table(title, header, rows))
     if plot is not None:
         plot_curves(evals, plot)
         render.console.print(f"plot written to {plot}")
