@@ -95,7 +95,7 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(dict.fromkeys(str(r["defense"]) for r in rows))
+    names = sorted(dict.fromkeys(str(r["defense"]) for r in rows), key=lambda d: d != "standard")  # standard left
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
     for ax, defense in zip(axes[0], names):
         keys = list(dict.fromkeys((r["attack"], r["eps"]) for r in rows if r["defense"] == defense))
