@@ -144,6 +144,30 @@ def _attack_grid(attack: Any, model: Any, x: torch.Tensor, labels: torch.Tensor,
     return out
 
 
+def audit_or_refuse(threat: ThreatModel, x_adv: torch.Tensor, x: torch.Tensor, tally: RunTally, attack: str,
+                    start: int, violations: list[Violation], strict: bool, context: str = "") -> Any:
+    """Audit one adversarial batch; record and refuse it when it leaves the threat model.
+
+    Returns:
+        The :class:`~advframe.threat.AuditReport` when the batch may be counted, else None
+        (the refusal is added to ``violations`` and ``tally``).
+
+    Raises:
+        ThreatViolation: in ``strict`` mode, for a batch that leaves the threat model.
+    """
+    report = threat.audit(x_adv, x)
+    if report.ok:
+        return report
+    v = Violation(attack, threat.eps, start, report.violations, report.max_excess)
+    if strict:
+        raise ThreatViolation(f"{context}{v.describe()}")
+    violations.append(v)
+    tally.violations += report.violations
+    tally.rejected_batches += 1
+    tally.rejected_examples += int(x.shape[0])
+    return None
+
+
 def _run_key(i: int, j: int) -> str:
     return f"{i}:{j}"
 
@@ -244,15 +268,8 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[Any] = ("iter_ll",),
                 tally = tallies[_run_key(i, j)]
                 tally.seconds += seconds
                 tally.gradient_evaluations += (grads or 0) * n
-                report = threat.audit(x_adv, x)
-                if not report.ok:
-                    v = Violation(spec.name, threat.eps, start, report.violations, report.max_excess)
-                    if strict:
-                        raise ThreatViolation(v.describe())
-                    violations.append(v)
-                    tally.violations += report.violations
-                    tally.rejected_batches += 1
-                    tally.rejected_examples += n
+                report = audit_or_refuse(threat, x_adv, x, tally, spec.name, start, violations, strict)
+                if report is None:
                     continue
                 with torch.no_grad():
                     adv_out = model(x_adv)

@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from advframe.data_source import BatchSource, as_source
-from advframe.errors import ParameterError, ThreatViolation
-from advframe.evaluation import Violation, _attack_grid, _resolve_attacks
+from advframe.errors import ParameterError
+from advframe.evaluation import Violation, _attack_grid, _resolve_attacks, audit_or_refuse
 from advframe.metrics import RunTally, ratio, topk_correct
 from advframe.model import as_model, model_config
 from advframe.progress import ProgressCallback, emit
@@ -202,15 +202,9 @@ def transfer(sources: Sequence[nn.Module], targets: Sequence[nn.Module], data: A
                     run = audits[(si, ai, j)]
                     run.seconds += seconds
                     run.gradient_evaluations += (grads or 0) * n
-                    report = threat.audit(x_adv, x)
-                    if not report.ok:
-                        v = Violation(spec.name, threat.eps, start, report.violations, report.max_excess)
-                        if strict:
-                            raise ThreatViolation(f"source {s_names[si]}: {v.describe()}")
-                        violations.append(v)
-                        run.violations += report.violations
-                        run.rejected_batches += 1
-                        run.rejected_examples += n
+                    report = audit_or_refuse(threat, x_adv, x, run, spec.name, start, violations, strict,
+                                             context=f"source {s_names[si]}: ")
+                    if report is None:
                         continue
                     run.examples += n
                     run.max_perturbation = max(run.max_perturbation, report.max_perturbation)
