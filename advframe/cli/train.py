@@ -9,7 +9,7 @@ import typer
 
 from advframe import plugins
 from advframe.cli import render
-from advframe.cli.options import check_all_used, params_for, parse_eps_list, parse_params
+from advframe.cli.options import check_all_used, params_for, parse_params
 
 
 def train_command(
