@@ -15,9 +15,6 @@ from torch import nn
 from advframe.errors import CheckpointError, ParameterError
 from advframe.model import Classifier
 
-WEIGHTS = "weights/mnist_cnn_standard.safetensors"
-
-
 def _scaled(base: int, width: float) -> int:
     return max(1, int(round(base * width)))
 
@@ -95,21 +92,34 @@ class CifarCNN(SmallCNN):
         super().__init__(in_channels, num_classes, width, 32, mean, std)
 
 
-def mnist_cnn_standard() -> MnistCNN:
-    """The shipped mnist_cnn, standard-trained on the mnist5k train split (see docs/zoo.md)."""
-    from advframe.checkpoint import load_checkpoint
+def _shipped(filename: str) -> MnistCNN:
+    """Load a checkpoint shipped in ``advframe_zoo/weights/`` (a normal advframe checkpoint)."""
+    from advframe.api import model_from_checkpoint
 
-    ref = resources.files("advframe_zoo").joinpath(WEIGHTS)
+    ref = resources.files("advframe_zoo").joinpath(f"weights/{filename}")
     with resources.as_file(ref) as path:
         if not path.is_file():
-            raise CheckpointError(f"the shipped weights advframe_zoo/{WEIGHTS} are missing: reinstall advframe")
-        tensors, meta = load_checkpoint(path)
-    model = MnistCNN(**(meta.get("model_config") or {}))
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    model.load_state_dict(state)
-    return model.eval()
+            raise CheckpointError(f"the shipped weights advframe_zoo/weights/{filename} are missing: reinstall advframe")
+        return model_from_checkpoint(path).eval()
+
+
+def mnist_cnn_standard() -> MnistCNN:
+    """The shipped mnist_cnn, standard-trained on the mnist5k train split (see docs/zoo.md)."""
+    return _shipped("mnist_cnn_standard.safetensors")
+
+
+def mnist_cnn_mixed_step_ll() -> MnistCNN:
+    """The shipped mnist_cnn trained with mixed_batch (step_ll, preset mnist) on mnist5k.
+
+    Kurakin et al. 2017, Algorithm 1; reproduce with the ``advframe train`` command in
+    docs/defenses.md.
+    """
+    return _shipped("mnist_cnn_mixed_step_ll.safetensors")
 
 
 mnist_cnn_standard.name = "mnist_cnn_standard"  # type: ignore[attr-defined]
 mnist_cnn_standard.summary = (  # type: ignore[attr-defined]
     "the shipped mnist_cnn, standard-trained on mnist5k (embedded default)")
+mnist_cnn_mixed_step_ll.name = "mnist_cnn_mixed_step_ll"  # type: ignore[attr-defined]
+mnist_cnn_mixed_step_ll.summary = (  # type: ignore[attr-defined]
+    "the shipped mnist_cnn, mixed-batch step_ll adversarially trained on mnist5k (Kurakin 2017)")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import advframe
 from advframe_zoo.datasets import CIFAR10, MNIST, FashionMNIST, MNIST5k
-from advframe_zoo.models import CifarCNN, MnistCNN, mnist_cnn_standard
+from advframe_zoo.models import CifarCNN, MnistCNN, mnist_cnn_mixed_step_ll, mnist_cnn_standard
 
 DATASETS = (MNIST5k, MNIST, FashionMNIST, CIFAR10)
-MODELS = (MnistCNN, CifarCNN, mnist_cnn_standard)
+MODELS = (MnistCNN, CifarCNN, mnist_cnn_standard, mnist_cnn_mixed_step_ll)
 
 
 @advframe.hookimpl
