@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -58,7 +59,21 @@ def console_script() -> str:
     return str(script)
 
 
+def run_process(argv: list[str], env: dict[str, str] | None = None, timeout: float = 300
+                ) -> subprocess.CompletedProcess:
+    """Run a command in its own process group; on timeout kill the whole group, so that
+    workers it started (torchrun, --devices N) are not left behind."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real console script."""
-    return subprocess.run([console_script(), *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return run_process([console_script(), *args], env=env, timeout=timeout)
