@@ -1,7 +1,6 @@
 """The attack catalogue as a whole: every DESIGN.md name is listed, and pgd is monotone in eps
 on the embedded model."""
 
-
 import advframe
 from advframe import plugins
 from tests.conftest import run_cli
