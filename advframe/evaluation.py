@@ -168,6 +168,15 @@ def audit_or_refuse(threat: ThreatModel, x_adv: torch.Tensor, x: torch.Tensor, t
     return None
 
 
+def _classify(model: Any, x: torch.Tensor, y: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(scores, predictions, top-1 correct, top-5 correct)`` by the model's own decision rule."""
+    with torch.no_grad():
+        out = model(x)
+        scores, pred = model.scores(out), model.predict(out)
+    return scores, pred, pred == y, topk_correct(scores, y, 5)
+
+
 def _run_key(i: int, j: int) -> str:
     return f"{i}:{j}"
 
@@ -250,13 +259,10 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[Any] = ("iter_ll",),
         x, y = source.batch(start, min(start + batch_size, len(source)))
         x, y = x.to(device), y.to(device)
         n = int(y.shape[0])
-        with torch.no_grad():
-            clean_out = model(x)
-            clean_scores, clean_pred = model.scores(clean_out), model.predict(clean_out)
-        clean_ok = clean_pred == y
+        clean_scores, clean_pred, clean_ok, clean_top5 = _classify(model, x, y)
         clean.examples += n
         clean.top1 += int(clean_ok.sum())
-        clean.top5 += int(topk_correct(clean_scores, y, 5).sum())
+        clean.top5 += int(clean_top5.sum())
         tgt = _targets(target, y, clean_scores, clean_scores.shape[1], seed, start) if targeted else None
         for i, spec in enumerate(specs):
             attack = spec.attack
@@ -271,14 +277,11 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[Any] = ("iter_ll",),
                 report = audit_or_refuse(threat, x_adv, x, tally, spec.name, start, violations, strict)
                 if report is None:
                     continue
-                with torch.no_grad():
-                    adv_out = model(x_adv)
-                    adv_scores, adv_pred = model.scores(adv_out), model.predict(adv_out)
-                adv_ok = adv_pred == y
+                _, adv_pred, adv_ok, adv_top5 = _classify(model, x_adv, y)
                 tally.examples += n
                 tally.clean_correct += int(clean_ok.sum())
                 tally.top1 += int(adv_ok.sum())
-                tally.top5 += int(topk_correct(adv_scores, y, 5).sum())
+                tally.top5 += int(adv_top5.sum())
                 tally.flipped += int((clean_ok & ~adv_ok).sum())
                 if tgt is not None:
                     tally.hit_target += int((adv_pred == tgt).sum())

@@ -5,8 +5,7 @@ results document lists them under ``"checks"``. From Python::
 
     result = advframe.evaluate(model, data, attacks=["fgsm", "iter_basic"], eps=[0.1, 0.3])
     checks = run_checks(model, data, result)          # also fills result.checks
-    for c in checks:
-        print(c.name, c.status, c.evidence)
+    warnings = [c for c in checks if c.status == "warn"]
 
 :func:`advframe.evaluate` itself stays a pure measurement: the checks run extra attacks,
 so they are a separate, explicit step (the CLI always takes it unless told not to).

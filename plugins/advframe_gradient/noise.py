@@ -3,6 +3,7 @@ structure of FGSM but no gradient. They spend no gradient evaluation."""
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -23,14 +24,14 @@ def truncated_normal(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tens
     return torch.special.ndtri(u).clamp(-TRUNCATION, TRUNCATION)
 
 
-class _NoiseAttack(Attack):
+class _NoiseAttack(Attack, abc.ABC):
     norms = ("linf",)
     uses_true_label = False
     defaults = {"seed": None}
 
+    @abc.abstractmethod
     def noise(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
         """Noise of unit linf size shaped like ``x``."""
-        raise NotImplementedError(f"attack {self.name} does not implement noise()")
 
     def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 target: torch.Tensor | None) -> torch.Tensor:

@@ -8,6 +8,7 @@ evaluation in total).
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -19,15 +20,15 @@ from advframe.threat import ThreatModel
 from advframe_gradient._ops import generator, gradient_of, normalized
 
 
-class OneStepAttack(Attack):
+class OneStepAttack(Attack, abc.ABC):
     """Base class: ``x_adv = project(x + eps · direction(x))`` with an eps-free direction."""
 
     one_step: ClassVar[bool] = True
 
+    @abc.abstractmethod
     def direction(self, model: Any, x: torch.Tensor, y: torch.Tensor,
                   target: torch.Tensor | None) -> torch.Tensor:
         """The step direction at ``x`` (unit size in the attack's norm); one gradient evaluation."""
-        raise NotImplementedError(f"attack {self.name} does not implement direction()")
 
     def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 target: torch.Tensor | None) -> torch.Tensor:
@@ -52,9 +53,9 @@ class OneStepAttack(Attack):
 class _OutputObjective(OneStepAttack):
     """A sign step up an objective whose labels are read off the same forward pass."""
 
+    @abc.abstractmethod
     def objective(self, model: Any, outputs: torch.Tensor) -> torch.Tensor:
         """Per-example quantity to ascend, from the outputs at x (labels from ``outputs.detach()``)."""
-        raise NotImplementedError(f"attack {self.name} does not implement objective()")
 
     def direction(self, model, x, y, target):
         g, _ = gradient_of(self, model, x, lambda out: self.objective(model, out))
