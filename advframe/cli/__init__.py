@@ -29,9 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     except AdvframeError as exc:
         sys.stderr.write(f"error: {exc}\n")
         raise SystemExit(2) from None
-    except (cx.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):  # typer's own classes: newer releases no longer alias click's
         sys.stderr.write("interrupted\n")
         raise SystemExit(130) from None
-    except cx.Exit as exc:
+    except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     raise SystemExit(code if isinstance(code, int) else 0)
