@@ -2,8 +2,9 @@
 fresh virtualenv, use it through the CLI, uninstall it.
 
 Everything runs offline: the wheel is built without build isolation and installed with
-``--no-deps --no-index``; the virtualenv sees advframe and torch through
-``--system-site-packages``.
+``--no-deps --no-index``; the virtualenv sees advframe and torch through a ``.pth`` file
+that adds the running interpreter's site directories (``--system-site-packages`` alone
+would reach only the base interpreter's, not those of a virtualenv the tests run in).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import textwrap
@@ -67,6 +69,11 @@ def test_template_wheel_installs_lists_evaluates_and_uninstalls(tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(system_site_packages=True, with_pip=False, symlinks=True).create(env_dir)
     python, bindir = env_dir / "bin" / "python", env_dir / "bin"
+    (inner_site,) = (env_dir / "lib").glob("python*/site-packages")
+    outer = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    # addsitedir also runs the .pth files there (an editable install of advframe is one)
+    (inner_site / "outer_environment.pth").write_text(
+        "".join(f"import site; site.addsitedir({p!r})\n" for p in outer))
     ok(run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q", wheel))
     shown = ok(run(sys.executable, "-m", "pip", "--python", python, "show", DIST))
     assert f"Name: {DIST}" in shown.stdout
