@@ -112,6 +112,20 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+def add_to_epoch(sums: dict[str, float], count: int, values: dict[str, float]) -> None:
+    """Add one minibatch of ``count`` examples to the running sums of an epoch (weighted by count)."""
+    sums["examples"] = sums.get("examples", 0.0) + count
+    for key, value in values.items():
+        sums[key] = sums.get(key, 0.0) + value * count
+
+
+def close_epoch(history: list[dict[str, float]], sums: dict[str, float], epoch: int, step: int) -> None:
+    """Append epoch ``epoch`` (0-based) to ``history`` as the example-weighted means of ``sums``; clear ``sums``."""
+    count = sums.pop("examples", 0.0) or 1.0
+    history.append({"epoch": epoch + 1, "steps": step, **{k: v / count for k, v in sums.items()}})
+    sums.clear()
+
+
 def train_step(model: Any, defense: Defense, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                y: torch.Tensor, step: int, scale: float = 1.0, amp: bool = False) -> tuple[float, dict[str, float]]:
     """One minibatch: the defense's loss, backward, optimiser step.
@@ -402,20 +416,14 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
             loss, stats = train_step(runner, dfn, opt, x, y, step, scale=world * len(mine) / len(idx), amp=amp)
             step += 1
             batch += 1
-            k = len(idx)
-            sums["examples"] = sums.get("examples", 0.0) + k
-            sums["loss"] = sums.get("loss", 0.0) + loss * k
-            for key, value in stats.items():
-                sums[key] = sums.get(key, 0.0) + value * k
+            add_to_epoch(sums, len(idx), {"loss": loss, **stats})
             if rank == 0:
                 emit(progress, f"epoch {epoch + 1}", batch, per_epoch, loss=loss, **stats)
             if checkpoint_every is not None and step % checkpoint_every == 0:
                 checkpoint()
         if stopped:
             break
-        count = sums.pop("examples", 0.0) or 1.0
-        history.append({"epoch": epoch + 1, "steps": step, **{k: v / count for k, v in sums.items()}})
-        sums = {}
+        close_epoch(history, sums, epoch, step)
         epoch += 1
         batch = 0
     checkpoint()
