@@ -121,6 +121,22 @@ def test_pgd_at_trains_on_pgd_points_inside_the_ball():
     assert set(stats) >= {"clean_acc", "adv_acc"}
 
 
+def test_pgd_at_eps_warm_up_grows_linearly_to_eps():
+    model, x, y, data = problem()
+    d = advframe.get_defense("pgd_at", eps=0.2, steps=4, step_size=0.1, ramp_steps=4, random_start=False)
+    d.setup(model, data, {"seed": 3})
+    assert [d.ramp(s) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    for step, radius in ((0, 0.05), (1, 0.1), (5, 0.2)):
+        loss, _ = d.training_loss(model, x, y, step)
+        # the loss is that of PGD points in the ball of radius eps·ramp, with the step scaled alike
+        x_adv = d.adversary(step)(model, x, y, d.threat.with_eps(radius))
+        assert float((x_adv - x).abs().max()) == pytest.approx(radius, abs=1e-6)
+        with torch.no_grad():
+            assert float(loss.detach()) == pytest.approx(float(F.cross_entropy(model(x_adv), y)), rel=1e-6)
+    with pytest.raises(ParameterError, match="ramp_steps=-1"):
+        advframe.get_defense("pgd_at", ramp_steps=-1)
+
+
 def test_ensemble_at_uses_static_source_and_formula(tmp_path):
     model, x, y, data = problem()
     static = as_model(nn.Linear(10, 4))
