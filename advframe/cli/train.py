@@ -76,6 +76,8 @@ def train_command(
 def _number(v: object) -> object:
     if isinstance(v, dict):
         return v
+    if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+        return v.strip().lower() == "true"
     for conv in (int, float):
         try:
             return conv(v)

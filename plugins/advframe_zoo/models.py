@@ -22,6 +22,11 @@ def _scaled(base: int, width: float) -> int:
 class SmallCNN(Classifier):
     """conv5×5(C→8ρ)-maxpool2-ReLU, conv5×5(8ρ→16ρ)-maxpool2-ReLU, FC(→128ρ)-ReLU, FC(→classes).
 
+    With ``batch_norm`` every hidden layer is followed by batch normalisation (before the
+    pooling and the ReLU), which makes the network markedly easier to attack (Galloway
+    et al., *Batch Normalization is a Cause of Adversarial Vulnerability*, 2019): the
+    shipped embedded model uses it (see docs/zoo.md).
+
     The convolutions are unpadded (LeNet style) and max-pooling comes before the ReLU
     (the same function as ReLU-then-pool, on 4× fewer values), which keeps the network
     cheap enough for iterative attacks on a laptop CPU: one forward + backward pass over
@@ -36,10 +41,11 @@ class SmallCNN(Classifier):
         image_size: side of the square input images.
         mean: per-channel mean subtracted inside forward (``None``: no normalisation).
         std: per-channel standard deviation divided inside forward.
+        batch_norm: batch normalisation after each convolution and the hidden FC layer.
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: float = 1.0, image_size: int = 28,
-                 mean: list[float] | None = None, std: list[float] | None = None):
+                 mean: list[float] | None = None, std: list[float] | None = None, batch_norm: bool = False):
         super().__init__()
         if not width > 0:
             raise ParameterError(f"model '{self.name}': width must be > 0, got {width}")
@@ -49,11 +55,16 @@ class SmallCNN(Classifier):
         if side < 1:
             raise ParameterError(f"model '{self.name}': image_size {image_size} is too small (need >= 16)")
         c1, c2, h = _scaled(8, width), _scaled(16, width), _scaled(128, width)
+        if not isinstance(batch_norm, bool):
+            raise ParameterError(f"model '{self.name}': batch_norm must be true or false, got {batch_norm!r}")
+        # without batch_norm the layer indices, and so the checkpoint keys, are those of older checkpoints
+        bn2 = (lambda c: [nn.BatchNorm2d(c)]) if batch_norm else (lambda c: [])
+        bn1 = [nn.BatchNorm1d(h)] if batch_norm else []
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 5), nn.MaxPool2d(2), nn.ReLU(),
-            nn.Conv2d(c1, c2, 5), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(in_channels, c1, 5), *bn2(c1), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(c1, c2, 5), *bn2(c2), nn.MaxPool2d(2), nn.ReLU(),
         )
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c2 * side * side, h), nn.ReLU(),
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c2 * side * side, h), *bn1, nn.ReLU(),
                                         nn.Linear(h, num_classes))
         norm = mean is not None or std is not None
         m = torch.tensor(mean if mean is not None else [0.0] * in_channels, dtype=torch.float32)
@@ -77,8 +88,8 @@ class MnistCNN(SmallCNN):
     summary = "small CNN for 1x28x28 images (2 conv5x5 + 2 FC, width factor rho)"
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: float = 1.0,
-                 mean: list[float] | None = None, std: list[float] | None = None):
-        super().__init__(in_channels, num_classes, width, 28, mean, std)
+                 mean: list[float] | None = None, std: list[float] | None = None, batch_norm: bool = False):
+        super().__init__(in_channels, num_classes, width, 28, mean, std, batch_norm)
 
 
 class CifarCNN(SmallCNN):
@@ -88,8 +99,8 @@ class CifarCNN(SmallCNN):
     summary = "small CNN for 3x32x32 images (2 conv5x5 + 2 FC, width factor rho)"
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, width: float = 1.0,
-                 mean: list[float] | None = None, std: list[float] | None = None):
-        super().__init__(in_channels, num_classes, width, 32, mean, std)
+                 mean: list[float] | None = None, std: list[float] | None = None, batch_norm: bool = False):
+        super().__init__(in_channels, num_classes, width, 32, mean, std, batch_norm)
 
 
 def _shipped(filename: str) -> MnistCNN:
