@@ -141,10 +141,10 @@ def test_shifted_restores_the_generator_bit_for_bit_and_ascent_raises_the_loss()
     model, gen = D1().eval(), build_generator("g1", 1, 28, 10, width=2).eval()
     x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
     before = {k: v.clone() for k, v in gen.state_dict().items()}
-    v, loss0 = generator_gradient(model, gen, x, y, 0.3, (0.0, 1.0), 1.0, None)
+    v, loss0, _ = generator_gradient(model, gen, x, y, 0.3, (0.0, 1.0), 1.0, None)
     params = [p for p in gen.parameters()]
     with shifted(params, v, 1e-2):
-        _, loss1 = generator_gradient(model, gen, x, y, 0.3, (0.0, 1.0), 1.0, None)
+        _, loss1, _ = generator_gradient(model, gen, x, y, 0.3, (0.0, 1.0), 1.0, None)
     assert loss1 > loss0  # psi + h·v is a gradient-ASCENT step of the generator
     for k, t in gen.state_dict().items():
         assert torch.equal(t, before[k]), k

@@ -180,7 +180,7 @@ class AdversarialNetworks(Defense):
         last = float("nan")
         try:
             for i in range(int(self.g_steps)):
-                grads, last = generator_gradient(core, gen, x, y, float(self.eps), self.bounds, float(self.lam),
+                grads, last, _ = generator_gradient(core, gen, x, y, float(self.eps), self.bounds, float(self.lam),
                                                  self.noise_seed(step, i))
                 for p, g in zip(params, reduce(grads)):
                     p.grad = -g  # ascent on F

@@ -14,6 +14,7 @@ decoder at side ``s/4`` (8×8 for the paper's 32×32 images, 7×7 for MNIST).
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
@@ -36,7 +37,7 @@ def _deconv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
             nn.ReLU()]
 
 
-class Generator(nn.Module):
+class Generator(nn.Module, metaclass=abc.ABCMeta):
     """Base of G1, G2, G3: the shared decoder and the norm head.
 
     Args:
@@ -73,9 +74,9 @@ class Generator(nn.Module):
         return {"kind": self.kind, "channels": self.channels, "image_size": self.image_size,
                 "num_classes": self.num_classes, "width": self.width, "norm": self.norm}
 
+    @abc.abstractmethod
     def code(self, x: torch.Tensor, y: torch.Tensor, noise: torch.Generator | None) -> torch.Tensor:
         """The 4k × s/4 × s/4 feature map that enters the residual blocks."""
-        raise NotImplementedError
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, noise: torch.Generator | None = None) -> torch.Tensor:
         """The direction ``d`` (shape of ``x``, ``‖d‖ ≤ 1`` per example in the generator's norm).

@@ -46,8 +46,9 @@ def generator_params(gen: Generator) -> list[torch.nn.Parameter]:
 
 def generator_gradient(core: Any, gen: Generator, x: torch.Tensor, y: torch.Tensor, eps: float,
                        bounds: tuple[float, float], lam: float, noise_seed: int | None
-                       ) -> tuple[list[torch.Tensor], float]:
-    """``∇_ψ F`` (only the adversarial term of F depends on ψ) and that term's mean loss.
+                       ) -> tuple[list[torch.Tensor], float, torch.Tensor]:
+    """``∇_ψ F`` (only the adversarial term of F depends on ψ), that term's mean loss, and
+    the adversarial examples ``clip(x + ε·G(x))`` (detached).
 
     The classifier ``core`` is used as it is (its mode is the caller's); no classifier
     gradient is computed.
@@ -57,7 +58,7 @@ def generator_gradient(core: Any, gen: Generator, x: torch.Tensor, y: torch.Tens
         adv = gen.perturb(x, y, eps, bounds, noise_source(noise_seed))
         adv_loss = core.loss(core(adv), y).mean()
         grads = torch.autograd.grad(lam * adv_loss, params)
-    return [g.detach() for g in grads], float(adv_loss.detach())
+    return [g.detach() for g in grads], float(adv_loss.detach()), adv.detach()
 
 
 @contextmanager
@@ -106,14 +107,16 @@ def classifier_loss_finite_difference(model: Any, core: Any, gen: Generator, x: 
         ``grad_norm_g`` (‖v‖) and the outputs for accuracies under ``outputs``.
     """
     n = x.shape[0]
-    v, _ = generator_gradient(core, gen, x, y, eps, bounds, lam, noise_seed) if gamma else ([], 0.0)
-    v = reduce(v) if gamma else v
+    v: list[torch.Tensor] = []
     with torch.no_grad():
-        adv0 = gen.perturb(x, y, eps, bounds, noise_source(noise_seed))
-        parts = [x, adv0]
         if gamma:
+            v, _, adv0 = generator_gradient(core, gen, x, y, eps, bounds, lam, noise_seed)
+            v = reduce(v)
             with shifted(generator_params(gen), v, h):
-                parts.append(gen.perturb(x, y, eps, bounds, noise_source(noise_seed)))
+                adv1 = gen.perturb(x, y, eps, bounds, noise_source(noise_seed))
+            parts = [x, adv0, adv1]
+        else:
+            parts = [x, gen.perturb(x, y, eps, bounds, noise_source(noise_seed))]
     outputs = model(torch.cat(parts))
     means = _split_means(core, outputs, y, len(parts))
     clean_loss, adv_loss = float(means[0].detach()), float(means[1].detach())

@@ -78,7 +78,7 @@ class PGDAdversarialTraining(Defense):
         if not hasattr(self, "threat"):
             self.setup(model, None, {})
         with eval_mode(core):
-            threat = self.threat if self.ramp(step) == 1.0 else self.threat.with_eps(self.threat.eps * self.ramp(step))
+            threat = self.threat.with_eps(self.threat.eps * self.ramp(step))
             x_adv = self.adversary(step)(core, x, y, threat).detach()
             with torch.no_grad():
                 clean_acc = accuracy(core(x), y, core)
