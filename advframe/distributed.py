@@ -245,3 +245,15 @@ class DistributedModel:
         if name in ("module", "ddp"):
             raise AttributeError(name)
         return getattr(self.module, name)
+
+
+def unwrap(model: Any) -> Any:
+    """The bare model behind a :class:`DistributedModel`, ``DistributedDataParallel`` or
+    ``DataParallel`` wrapper (the model itself otherwise).
+
+    Defenses make their extra forward passes (adversarial examples, generator steps) on
+    the bare model, so that they do not involve DDP's gradient synchronisation.
+    """
+    if isinstance(model, (DistributedModel, torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+        return model.module
+    return model

@@ -6,11 +6,10 @@ import math
 from typing import Any
 
 import torch
-from torch import nn
 
 from advframe import distributed
 from advframe.defense import Defense
-from advframe.distributed import DistributedModel
+from advframe.distributed import unwrap
 from advframe.errors import CheckpointError, ParameterError
 from advframe.training import flatten_optimizer, unflatten_optimizer
 from advframe_advnet.generators import KINDS, NORMS, Generator, generator_for
@@ -19,13 +18,6 @@ from advframe_advnet.objective import (classifier_loss_exact, classifier_loss_fi
 
 HVP_MODES = ("finite_difference", "exact")
 G_OPTIMIZERS = ("adam", "sgd")
-
-
-def _bare(model: Any) -> Any:
-    """The module behind a distributed wrapper (``.module``), or the model itself."""
-    if isinstance(model, (DistributedModel, nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        return model.module
-    return model
 
 
 def _number(owner: str, key: str, value: Any, lo: float, hi: float = math.inf) -> None:
@@ -192,7 +184,7 @@ class AdversarialNetworks(Defense):
 
     def training_loss(self, model: Any, x: torch.Tensor, y: torch.Tensor, step: int
                       ) -> tuple[torch.Tensor, dict[str, float]]:
-        core = _bare(model)
+        core = unwrap(model)
         gen = self._ensure(core, x)
         gen.train()
         g_loss = self.generator_steps(core, gen, x, y, step)

@@ -19,17 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from advframe.distributed import DistributedModel
+from advframe.distributed import unwrap  # noqa: F401  (re-exported for the defenses here)
 from advframe.errors import ParameterError
 from advframe.threat import ThreatModel
-
-
-def unwrap(model: Any) -> Any:
-    """The bare model behind a :class:`~advframe.distributed.DistributedModel`,
-    ``DistributedDataParallel`` or ``DataParallel`` wrapper."""
-    if isinstance(model, (DistributedModel, nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        return model.module
-    return model
 
 
 @contextmanager
