@@ -99,3 +99,26 @@ def test_resume_after_kill_9_gives_the_uninterrupted_weights(tmp_path):
     w_ref, w_ck = weights(ref), weights(ck)
     assert w_ref.keys() == w_ck.keys()
     assert all(torch.equal(w_ref[k], w_ck[k]) for k in w_ref)
+
+
+def test_advnet_trains_and_resumes_on_two_processes(tmp_path):
+    """advnet on 2 gloo processes: the generator's gradients and v are all-reduced (G's batch-norm
+    statistics stay per rank, so no equality with 1 process is claimed); the run resumes and its
+    generator loads as an attack."""
+    from advframe_advnet.attack import load_generator
+
+    out = tmp_path / "advnet.safetensors"
+    args = ["train", "--model", "mnist_cnn", "--model-param", "width=0.5", "--dataset", "mnist5k",
+            "--defense", "advnet", "--param", "width=2", "--batch-size", "500", "--lr", "0.01", "--seed", "1",
+            "--out", str(out), "--no-progress", "--devices", "2"]
+    r = run_cli(*args, "--epochs", "1", env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    meta = read_metadata(out)
+    assert meta["train_args"]["world_size"] == 2 and meta["step"] == 8
+    r = run_cli(*args, "--epochs", "2", "--resume", env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    tensors, meta = load_checkpoint(out)
+    assert meta["step"] == 16 and len(meta["history"]) == 2
+    assert all(torch.isfinite(v).all() for k, v in tensors.items() if k.startswith(("model.", "defense.generator.")))
+    gen = load_generator(out)
+    assert gen.kind == "g1" and gen.width == 2
