@@ -8,6 +8,7 @@ Values given on the command line as strings are converted to the type of the def
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any, ClassVar
 
 from advframe.errors import ParameterError
@@ -50,6 +51,23 @@ def coerce(value: Any, default: Any, key: str, owner: str) -> Any:
         kind = type(default).__name__
         raise ParameterError(f"{owner}: parameter {key}={value!r} is not a valid {kind}") from None
     return text
+
+
+def check_range(owner: str, **values: tuple[Any, float, float]) -> None:
+    """Raise :class:`ParameterError` unless each ``value`` is a finite number in ``[lo, hi]``.
+
+    Called as ``check_range(owner, eps=(self.eps, 0.0, math.inf), ...)`` from ``validate``.
+    """
+    for key, (value, lo, hi) in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not lo <= value <= hi:
+            raise ParameterError(f"{owner}: parameter {key}={value!r} must be a number in [{lo:g}, {hi:g}]")
+
+
+def check_int(owner: str, key: str, value: Any, minimum: int) -> None:
+    """Raise :class:`ParameterError` unless ``value`` is an integer (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ParameterError(f"{owner}: parameter {key}={value!r} must be an integer >= {minimum}")
 
 
 class Configurable:

@@ -188,8 +188,9 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) 
 # ---------------------------------------------------------------- resolution of arguments
 
 
-def _check_args(epochs: int, batch_size: int, optimizer: str, lr: float, schedule: str,
-                checkpoint_every: int | None, max_steps: int | None) -> None:
+def check_train_args(epochs: int, batch_size: int, optimizer: str, lr: float, schedule: str,
+                     checkpoint_every: int | None, max_steps: int | None) -> None:
+    """Raise :class:`ParameterError` for a bad argument of a training loop."""
     if epochs < 1:
         raise ParameterError(f"epochs must be >= 1, got {epochs}")
     if batch_size < 1:
@@ -346,7 +347,7 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
         CheckpointError: for a checkpoint that cannot be resumed (other model, defense,
             seed, batch size or data).
     """
-    _check_args(epochs, batch_size, optimizer, lr, schedule, checkpoint_every, max_steps)
+    check_train_args(epochs, batch_size, optimizer, lr, schedule, checkpoint_every, max_steps)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:

@@ -11,6 +11,7 @@ from advframe import distributed
 from advframe.defense import Defense
 from advframe.distributed import unwrap
 from advframe.errors import CheckpointError, ParameterError
+from advframe.params import check_int, check_range
 from advframe.training import flatten_optimizer, unflatten_optimizer
 from advframe_advnet.generators import KINDS, NORMS, Generator, generator_for
 from advframe_advnet.objective import (classifier_loss_exact, classifier_loss_finite_difference,
@@ -18,12 +19,6 @@ from advframe_advnet.objective import (classifier_loss_exact, classifier_loss_fi
 
 HVP_MODES = ("finite_difference", "exact")
 G_OPTIMIZERS = ("adam", "sgd")
-
-
-def _number(owner: str, key: str, value: Any, lo: float, hi: float = math.inf) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not lo <= value <= hi:
-        raise ParameterError(f"{owner}: parameter {key}={value!r} must be a number in [{lo:g}, {hi:g}]")
 
 
 def reduce_mean(n_local: int) -> Any:
@@ -105,20 +100,14 @@ class AdversarialNetworks(Defense):
             raise ParameterError(f"{owner}: unknown hvp '{self.hvp}': use finite_difference or exact")
         if self.g_optimizer not in G_OPTIMIZERS:
             raise ParameterError(f"{owner}: unknown g_optimizer '{self.g_optimizer}': use adam or sgd")
-        for key in ("width", "g_steps"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "width" else 0):
-                raise ParameterError(f"{owner}: parameter {key}={value!r} must be an integer >= "
-                                     f"{1 if key == 'width' else 0}")
-        _number(owner, "eps", self.eps, 0.0)
-        _number(owner, "lam", self.lam, 0.0)
-        _number(owner, "gamma", self.gamma, 0.0)
-        _number(owner, "g_lr", self.g_lr, 0.0)
-        _number(owner, "g_beta1", self.g_beta1, 0.0, 0.999999)
-        _number(owner, "g_beta2", self.g_beta2, 0.0, 0.999999)
-        _number(owner, "g_momentum", self.g_momentum, 0.0, 1.0)
+        check_int(owner, "width", self.width, 1)
+        check_int(owner, "g_steps", self.g_steps, 0)
+        check_range(owner, eps=(self.eps, 0.0, math.inf), lam=(self.lam, 0.0, math.inf),
+                    gamma=(self.gamma, 0.0, math.inf), g_lr=(self.g_lr, 0.0, math.inf),
+                    g_beta1=(self.g_beta1, 0.0, 0.999999), g_beta2=(self.g_beta2, 0.0, 0.999999),
+                    g_momentum=(self.g_momentum, 0.0, 1.0))
         if self.h is not None:
-            _number(owner, "h", self.h, 1e-12)
+            check_range(owner, h=(self.h, 1e-12, math.inf))
         if self.gamma and self.hvp == "finite_difference" and self.step_h() <= 0:
             raise ParameterError(f"{owner}: the finite-difference step h = g_lr/10 is 0: give h=... or g_lr > 0")
         self.gen: Generator | None = None

@@ -25,7 +25,7 @@ from advframe.dataset import LabeledData
 from advframe.errors import CheckpointError, ParameterError
 from advframe.model import as_model
 from advframe.progress import ProgressCallback, emit
-from advframe.training import (OPTIMIZERS, add_to_epoch, close_epoch, epoch_order, flatten_optimizer,
+from advframe.training import (add_to_epoch, check_train_args, close_epoch, epoch_order, flatten_optimizer,
                                make_optimizer, unflatten_optimizer)
 from advframe_advnet.attack import GENERATOR_FORMAT
 from advframe_advnet.generators import Generator, generator_for
@@ -49,19 +49,6 @@ class GeneratorTrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     path: str | None = None
     generator: Generator | None = field(default=None, repr=False)
-
-
-def _check(epochs: int, batch_size: int, optimizer: str, lr: float, eps: float) -> None:
-    if epochs < 1:
-        raise ParameterError(f"epochs must be >= 1, got {epochs}")
-    if batch_size < 1:
-        raise ParameterError(f"batch size must be >= 1, got {batch_size}")
-    if optimizer not in OPTIMIZERS:
-        raise ParameterError(f"unknown optimizer '{optimizer}': use one of {', '.join(OPTIMIZERS)}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ParameterError(f"learning rate must be a positive number, got {lr}")
-    if not (eps >= 0 and math.isfinite(eps)):
-        raise ParameterError(f"eps must be a finite number >= 0, got {eps}")
 
 
 def train_generator(classifier: Any, data: LabeledData, *, generator: str = "g1", width: int = 64,
@@ -100,7 +87,9 @@ def train_generator(classifier: Any, data: LabeledData, *, generator: str = "g1"
         ParameterError: for a bad argument.
         CheckpointError: for a checkpoint that cannot be resumed.
     """
-    _check(epochs, batch_size, optimizer, lr, eps)
+    check_train_args(epochs, batch_size, optimizer, lr, "none", checkpoint_every, max_steps)
+    if not (eps >= 0 and math.isfinite(eps)):
+        raise ParameterError(f"eps must be a finite number >= 0, got {eps}")
     dev = torch.device(device)
     model = as_model(classifier).to(dev).eval()
     torch.manual_seed(seed)

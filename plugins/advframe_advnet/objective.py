@@ -141,7 +141,6 @@ def classifier_loss_exact(model: Any, core: Any, gen: Generator, x: torch.Tensor
     The reference for :func:`classifier_loss_finite_difference`; costs a second-order
     backward pass. Arguments and returns as there (without ``h`` and ``reduce``).
     """
-    n = x.shape[0]
     params = generator_params(gen)
     adv = gen.perturb(x, y, eps, bounds, noise_source(noise_seed))
     outputs = model(torch.cat([x, adv]))

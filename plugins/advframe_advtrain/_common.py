@@ -21,6 +21,7 @@ from torch import nn
 
 from advframe.distributed import unwrap  # noqa: F401  (re-exported for the defenses here)
 from advframe.errors import ParameterError
+from advframe.params import check_range  # noqa: F401  (re-exported for the defenses here)
 from advframe.threat import ThreatModel
 
 
@@ -99,14 +100,6 @@ def data_bounds(data: Any) -> tuple[float, float]:
     """The valid input range of the training data (default (0, 1))."""
     lo, hi = getattr(data, "bounds", (0.0, 1.0))
     return float(lo), float(hi)
-
-
-def check_range(owner: str, **values: tuple[Any, float, float]) -> None:
-    """Raise :class:`ParameterError` unless each ``value`` is a number in ``[lo, hi]``."""
-    for key, (value, lo, hi) in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or not lo <= value <= hi:
-            raise ParameterError(f"{owner}: parameter {key}={value!r} must be a number in [{lo:g}, {hi:g}]")
 
 
 def accuracy(outputs: torch.Tensor, y: torch.Tensor, model: Any) -> float:

@@ -8,6 +8,7 @@ import torch
 
 from advframe import distributed
 from advframe.defense import Defense
+from advframe.params import check_int
 from advframe.errors import ParameterError
 from advframe_advtrain._common import (accuracy, check_range, data_bounds, eval_mode, one_step_per_example,
                                        step_generator, truncated_half_normal, unwrap)
@@ -59,9 +60,7 @@ class MixedBatchAdversarialTraining(Defense):
     def validate(self) -> None:
         owner = f"defense '{self.name}'"
         for key in ("k", "delay"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ParameterError(f"{owner}: parameter {key}={value!r} must be an integer >= 0")
+            check_int(owner, key, getattr(self, key), 0)
         check_range(owner, lam=(self.lam, 0.0, float("inf")), sigma=(self.sigma, 0.0, float("inf")),
                     eps_max=(self.eps_max, 0.0, float("inf")))
 

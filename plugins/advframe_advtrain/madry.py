@@ -8,7 +8,7 @@ import torch
 
 from advframe import distributed
 from advframe.defense import Defense
-from advframe.errors import ParameterError
+from advframe.params import check_int
 from advframe.threat import ThreatModel
 from advframe_advtrain._common import accuracy, check_range, data_bounds, eval_mode, unwrap
 
@@ -48,10 +48,8 @@ class PGDAdversarialTraining(Defense):
     def validate(self) -> None:
         owner = f"defense '{self.name}'"
         check_range(owner, eps=(self.eps, 0.0, float("inf")), step_size=(self.step_size, 0.0, float("inf")))
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ParameterError(f"{owner}: parameter steps={self.steps!r} must be an integer >= 1")
-        if isinstance(self.ramp_steps, bool) or not isinstance(self.ramp_steps, int) or self.ramp_steps < 0:
-            raise ParameterError(f"{owner}: parameter ramp_steps={self.ramp_steps!r} must be an integer >= 0")
+        check_int(owner, "steps", self.steps, 1)
+        check_int(owner, "ramp_steps", self.ramp_steps, 0)
         ThreatModel(norm=self.norm, eps=float(self.eps))
 
     def setup(self, model: Any, data: Any, context: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from advframe import params
 from advframe.errors import ParameterError
 from advframe.threat import ThreatModel
 
@@ -128,7 +129,5 @@ def check_nonnegative(owner: str, **values: Any) -> None:
 
 def check_int(owner: str, key: str, value: Any, minimum: int) -> None:
     """Raise :class:`ParameterError` unless ``value`` is ``None`` or an int >= ``minimum``."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ParameterError(f"{owner}: parameter {key}={value!r} must be an integer >= {minimum}")
+    if value is not None:
+        params.check_int(owner, key, value, minimum)
