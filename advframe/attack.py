@@ -9,44 +9,99 @@ do not). Attacks reach the model only through ``model(x)``, ``model.loss``,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 
 from advframe.errors import ParameterError
+from advframe.model import Model
 from advframe.params import Configurable
 from advframe.threat import ThreatModel
 
 
+#: An attack's objective: per-example values to ascend, computed from the model's outputs.
+Objective = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Crafted:
+    """The adversarial batch an attack made for one threat of an eps grid, and its cost.
+
+    Attributes:
+        x_adv: the adversarial examples (same shape, dtype and device as the inputs).
+        gradient_evaluations: forward+backward passes over the batch booked to this threat.
+        forward_queries: forward-only passes over the batch booked to this threat.
+        seconds: wall-clock seconds booked to this threat.
+        shared: the cost was spent once for the whole grid and is booked here as an
+            equal share (a one-step attack whose gradient does not depend on eps).
+    """
+
+    x_adv: torch.Tensor
+    gradient_evaluations: float
+    forward_queries: float
+    seconds: float
+    shared: bool = False
+
+
+def shared_over(advs: Sequence[torch.Tensor], gradient_evaluations: float, forward_queries: float,
+                seconds: float) -> list[Crafted]:
+    """Book a cost spent once for a whole grid as equal shares, one :class:`Crafted` per threat."""
+    n = max(len(advs), 1)
+    shared = len(advs) > 1
+    return [Crafted(a, gradient_evaluations / n, forward_queries / n, seconds / n, shared) for a in advs]
+
+
+def synchronize(x: torch.Tensor) -> None:
+    """Wait for queued device work on ``x``'s device, so that wall-clock times are honest."""
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+
+
 @runtime_checkable
 class AttackProtocol(Protocol):
-    """What the evaluator needs from an attack object."""
+    """What the engine needs from an attack object (:class:`Attack` provides all of it)."""
 
     name: str
     norms: tuple[str, ...]
     targetable: bool
     uses_true_label: bool
-    gradient_evaluations: int
     params: dict[str, Any]
 
-    def __call__(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                 target: torch.Tensor | None = None) -> torch.Tensor: ...
+    def grid(self, model: Model, x: torch.Tensor, y: torch.Tensor, threats: Sequence[ThreatModel],
+             target: torch.Tensor | None = None, seeds: Sequence[int] | None = None) -> list[Crafted]: ...
+
+    def check_threat(self, threat: ThreatModel, target: torch.Tensor | None) -> None: ...
 
 
 class Attack(Configurable):
     """Base class for attacks.
 
-    Class attributes a subclass sets:
-        name: stable snake_case name (``fgsm``, ``iter_ll``, ...).
-        summary: one line for ``advframe list``.
-        norms: the norms it supports.
-        targetable: whether it accepts targets.
-        uses_true_label: whether it reads the true label ``y`` (label leaking, Kurakin §4.2).
-        defaults / presets: hyper-parameters (see :class:`advframe.params.Configurable`).
+    A subclass implements :meth:`perturb` (one threat model) and sets class attributes:
 
-    ``gradient_evaluations`` counts forward+backward passes over the batch since the
-    last :meth:`reset_counter`; the evaluator reads and resets it.
+    * ``name``: stable snake_case name (``fgsm``, ``iter_ll``, ...); ``summary``: one
+      line for ``advframe list``; ``aliases``.
+    * ``norms``, ``targetable``, ``uses_true_label`` (reads the true label ``y``).
+    * ``defaults`` / ``presets``: hyper-parameters (see :class:`advframe.params.Configurable`).
+    * traits the checks read, so that a third-party attack takes part in every check
+      with no core change: ``one_step_counterpart`` (the one-step attack an iterative
+      attack must beat at equal eps), ``label_free_twin`` (the same attack reading the
+      model's prediction instead of the true label), ``leaks_labels`` (a one-step attack
+      whose predicted-label twin the evaluator measures by default, Kurakin §4.2),
+      ``noise_baseline`` (random noise, not a white-box attack), ``unbounded_probe``
+      (a budget-free attack that must reach 0 % accuracy as eps grows) and
+      ``black_box`` (uses no gradient).
+
+    The entry point is :meth:`grid` (after foolbox 3's ``FixedEpsilonAttack.__call__``):
+    adversarial examples for every threat model of an eps grid, with their cost. By
+    default it runs :meth:`perturb` once per threat; an attack whose work does not
+    depend on eps overrides :meth:`craft_grid` to share it. ``attack(model, x, y,
+    threat, target)`` is the one-threat call.
+
+    ``gradient_evaluations`` and ``forward_queries`` count passes over the batch since
+    the last :meth:`reset_counter`; :meth:`gradient` and :meth:`forward` keep them.
     """
 
     summary: ClassVar[str] = ""
@@ -54,20 +109,25 @@ class Attack(Configurable):
     norms: ClassVar[tuple[str, ...]] = ("linf",)
     targetable: ClassVar[bool] = False
     uses_true_label: ClassVar[bool] = True
-    #: True for attacks whose gradient at x does not depend on eps, so that
-    #: :meth:`perturb_grid` can share one gradient over an eps grid.
-    one_step: ClassVar[bool] = False
+    one_step_counterpart: ClassVar[str | None] = None
+    label_free_twin: ClassVar[str | None] = None
+    leaks_labels: ClassVar[bool] = False
+    noise_baseline: ClassVar[bool] = False
+    unbounded_probe: ClassVar[bool] = False
+    black_box: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.gradient_evaluations = 0
+        self.forward_queries = 0
 
     def reset_counter(self) -> None:
-        """Set the gradient-evaluation counter back to zero."""
+        """Set the gradient-evaluation and forward-query counters back to zero."""
         self.gradient_evaluations = 0
+        self.forward_queries = 0
 
-    # -- the call ----------------------------------------------------------------
-    def __call__(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+    # -- the entry points -----------------------------------------------------------
+    def __call__(self, model: Model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                  target: torch.Tensor | None = None) -> torch.Tensor:
         """Return adversarial examples for ``x`` inside ``threat``.
 
@@ -78,22 +138,47 @@ class Attack(Configurable):
             threat: the threat model.
             target: target classes for a targeted attack (``threat.targeted``).
         """
-        self.check_threat(threat, target)
-        return self.perturb(model, x.detach(), y, threat, target)
+        return self.grid(model, x, y, [threat], target)[0].x_adv
 
-    def perturb_grid(self, model: Any, x: torch.Tensor, y: torch.Tensor,
-                     threats: Sequence[ThreatModel],
-                     target: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Adversarial examples for each threat model of a grid (same norm, other eps).
+    def grid(self, model: Model, x: torch.Tensor, y: torch.Tensor, threats: Sequence[ThreatModel],
+             target: torch.Tensor | None = None, seeds: Sequence[int] | None = None) -> list[Crafted]:
+        """Adversarial examples for each threat model of a grid, with their cost.
 
-        The default runs the attack once per threat; one-step attacks override it to
-        share the gradient, which does not depend on eps.
+        Args:
+            model: a Model, in eval mode.
+            x: clean inputs inside the threats' bounds (never written into).
+            y: true labels.
+            threats: threat models of one norm (usually one per eps).
+            target: target classes for targeted threats.
+            seeds: one seed per threat for torch's global RNG (random starts, noise),
+                set before that threat's work; ``None`` leaves the RNG alone.
+
+        Returns:
+            One :class:`Crafted` per threat, in order.
         """
-        return [self(model, x, y, t, target) for t in threats]
+        for threat in threats:
+            self.check_threat(threat, target)
+        if seeds is not None and len(seeds) != len(threats):
+            raise ParameterError(f"attack '{self.name}': {len(seeds)} seeds for {len(threats)} threat models")
+        return self.craft_grid(model, x.detach(), y, list(threats), target, seeds)
 
-    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+    def craft_grid(self, model: Model, x: torch.Tensor, y: torch.Tensor, threats: list[ThreatModel],
+                   target: torch.Tensor | None, seeds: Sequence[int] | None) -> list[Crafted]:
+        """Run :meth:`perturb` once per threat and book each run's own cost."""
+        out = []
+        for j, threat in enumerate(threats):
+            if seeds is not None:
+                torch.manual_seed(seeds[j])
+            self.reset_counter()
+            t0 = time.perf_counter()
+            x_adv = self.perturb(model, x, y, threat, target)
+            synchronize(x)
+            out.append(Crafted(x_adv, self.gradient_evaluations, self.forward_queries, time.perf_counter() - t0))
+        return out
+
+    def perturb(self, model: Model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 target: torch.Tensor | None) -> torch.Tensor:
-        """The attack itself; subclasses implement it."""
+        """The attack itself for one threat model; subclasses implement it."""
         raise NotImplementedError(f"attack {self.name} does not implement perturb()")
 
     def check_threat(self, threat: ThreatModel, target: torch.Tensor | None) -> None:
@@ -106,33 +191,39 @@ class Attack(Configurable):
         if threat.targeted and target is None:
             raise ParameterError(f"targeted attack '{self.name}' needs target classes")
 
-    # -- helpers -------------------------------------------------------------------
-    def loss_gradient(self, model: Any, x: torch.Tensor, labels: torch.Tensor
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gradient of the summed ``model.loss`` w.r.t. ``x``, and the outputs at ``x``.
+    # -- counted passes --------------------------------------------------------------
+    def gradient(self, model: Model, x: torch.Tensor, objective: Objective) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient w.r.t. ``x`` of ``objective(model(x)).sum()``, and the outputs at ``x``.
 
-        One forward+backward pass; counted in ``gradient_evaluations``. Only the input
-        gradient is computed (no parameter ``.grad`` is touched).
+        The one gradient helper of all attacks: ONE forward+backward pass, counted in
+        ``gradient_evaluations``. Only the input gradient is computed (no parameter
+        ``.grad`` is touched). Labels read off the outputs themselves (the predicted or
+        least-likely class) cost no extra forward.
         """
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             outputs = model(x)
-            loss = model.loss(outputs, labels).sum()
-            (grad,) = torch.autograd.grad(loss, x)
+            (grad,) = torch.autograd.grad(objective(outputs).sum(), x)
         self.gradient_evaluations += 1
         return grad.detach(), outputs.detach()
 
-    def objective_gradient(self, model: Any, x: torch.Tensor, y: torch.Tensor,
+    def forward(self, model: Model, x: torch.Tensor) -> torch.Tensor:
+        """The model's outputs at ``x`` without gradient: ONE forward query, counted."""
+        with torch.no_grad():
+            outputs = model(x)
+        self.forward_queries += 1
+        return outputs
+
+    def objective_gradient(self, model: Model, x: torch.Tensor, y: torch.Tensor,
                            target: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient of the quantity an attack ascends: the loss of ``y`` (untargeted)
         or minus the loss of ``target`` (targeted); and the outputs at ``x``."""
         if target is None:
-            return self.loss_gradient(model, x, y)
-        grad, outputs = self.loss_gradient(model, x, target)
-        return -grad, outputs
+            return self.gradient(model, x, lambda out: model.loss(out, y))
+        return self.gradient(model, x, lambda out: -model.loss(out, target))
 
 
-def least_likely(model: Any, x: torch.Tensor) -> torch.Tensor:
+def least_likely(model: Model, x: torch.Tensor) -> torch.Tensor:
     """The least-likely class of each example by ``model.scores`` (Kurakin §2.2)."""
     with torch.no_grad():
         return model.scores(model(x)).argmin(dim=1)
