@@ -34,11 +34,19 @@ class RunTally:
     label_leaks: int = 0         # correct under the true-label attack, wrong under its predicted-label twin
     leak_measured: int = 0       # examples on which label leaking was measured
     max_perturbation: float = 0.0
-    violations: int = 0          # examples in rejected batches that left the threat model
+    violations: int = 0          # examples that left the threat model (in refused batches)
     rejected_batches: int = 0
     rejected_examples: int = 0
-    gradient_evaluations: int = 0  # sum over batches of (passes x batch size)
+    failed_batches: int = 0      # batches refused because the attack misbehaved (raised, bad output, wrote input)
+    gradient_evaluations: float = 0.0  # sum over batches of (passes booked x batch size)
+    forward_queries: float = 0.0       # sum over batches of (forward-only passes booked x batch size)
+    shared: int = 0              # batches whose cost was shared over the eps grid
     seconds: float = 0.0
+
+    def add(self, **values: float) -> None:
+        """Add to sum fields by name."""
+        for key, value in values.items():
+            setattr(self, key, getattr(self, key) + value)
 
     def merge(self, other: "RunTally") -> None:
         """Add another tally (of a disjoint set of batches) into this one."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from advframe.errors import ParameterError
@@ -105,3 +106,55 @@ class Configurable:
 
     def validate(self) -> None:
         """Check the merged parameters; raise :class:`ParameterError` on a bad one."""
+
+
+def split_params(params: Mapping[str, Any] | None, names: Sequence[str], declared: Mapping[str, Mapping[str, Any]],
+                 kind: str = "attacks") -> dict[str, dict[str, Any]]:
+    """The one parameter path: the keyword parameters of each named component.
+
+    ``params`` mixes global and per-component entries, as ``--param steps=10`` and
+    ``--param pgd.steps=40`` do on the CLI: ``{"steps": 10, "pgd": {"steps": 40}}``. A
+    global key goes to every component that declares it (``preset`` to every component
+    that has that preset); a per-component entry overrides the globals for that one.
+
+    Args:
+        params: the mixed parameters (None for none).
+        names: the selected components, in order.
+        declared: each name's declared parameters (its ``defaults``), plus ``"preset"``
+            mapping to its preset names when it has presets.
+        kind: ``"attacks"`` or ``"defenses"``, for messages.
+
+    Returns:
+        ``{name: {key: value}}`` for every name (empty dicts included).
+
+    Raises:
+        ParameterError: a global key no selected component takes, or a per-component
+            entry naming a component that is not selected.
+    """
+    params = dict(params or {})
+    out: dict[str, dict[str, Any]] = {n: {} for n in names}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            if key not in out:
+                raise ParameterError(f"parameters for '{key}' given, but '{key}' is not among the selected {kind}: "
+                                     f"{', '.join(names)}")
+            continue
+        takers = [n for n in names if key in declared[n] and (key != "preset" or value in declared[n][key])]
+        if not takers:
+            raise ParameterError(f"parameter {key}={value!r} is taken by none of the selected {kind} "
+                                 f"({', '.join(names)}): scope it as NAME.{key}=... or drop it")
+        for n in takers:
+            out[n][key] = value
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            out[key].update(value)
+    return out
+
+
+def declared_params(component: Any) -> dict[str, Any]:
+    """A component class's declared parameters for :func:`split_params` (defaults and presets)."""
+    declared: dict[str, Any] = dict(getattr(component, "defaults", {}) or {})
+    presets = getattr(component, "presets", {}) or {}
+    if presets:
+        declared["preset"] = tuple(presets)
+    return declared

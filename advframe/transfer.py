@@ -31,12 +31,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from advframe.data_source import BatchSource, as_source
+from advframe import engine, plugins
+from advframe.data_source import as_source
+from advframe.engine import Record, Violation
 from advframe.errors import ParameterError
-from advframe.evaluation import Violation, _attack_grid, _resolve_attacks, audit_or_refuse
 from advframe.metrics import RunTally, ratio, topk_correct
 from advframe.model import as_model, model_config
-from advframe.progress import ProgressCallback, emit
+from advframe.options import TransferOptions, default_attacks, resolve_attacks
+from advframe.progress import emit
 from advframe.threat import ThreatModel
 
 SCHEMA = "advframe.transfer/1"
@@ -118,12 +120,130 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
+class _Transfer:
+    """The state of one transfer run: models, attacks, tallies."""
+
+    def __init__(self, sources: Sequence[nn.Module], targets: Sequence[nn.Module], data: Any,
+                 attacks: Sequence[Any] | None, eps: Sequence[float] | None, opts: TransferOptions):
+        if not sources or not targets:
+            raise ParameterError("transfer needs at least one source and one target model (--source, --target)")
+        self.opts = opts
+        self.device = torch.device(opts.device)
+        self.src = [as_model(m).to(self.device).eval() for m in sources]
+        self.tgt = [as_model(m).to(self.device).eval() for m in targets]
+        self.s_names = _unique([_name(m, (opts.source_names or [None] * len(self.src))[i], i, "source")
+                                for i, m in enumerate(self.src)])
+        self.t_names = _unique([_name(m, (opts.target_names or [None] * len(self.tgt))[i], i, "target")
+                                for i, m in enumerate(self.tgt)])
+        self.source = as_source(data, bounds=opts.bounds).take(opts.limit)
+        self.grid = list(eps) if eps is not None else list(self.source.default_eps)
+        if not self.grid:
+            raise ParameterError("no eps given and the data set has no default grid: pass --eps")
+        self.threats = [ThreatModel(norm=opts.norm, eps=e, bounds=self.source.bounds) for e in self.grid]
+        self.specs = resolve_attacks(default_transfer_attacks() if attacks is None else attacks, opts.params)
+        for s in self.specs:
+            s.attack.check_threat(self.threats[0], None)
+        self.models = {id(m): m for m in self.src + self.tgt}
+        self.clean_counts = {key: dict.fromkeys(KS, 0) for key in self.models}
+        self.cells = {(si, ai, j, ti): _Counts() for si in range(len(self.src)) for ai in range(len(self.specs))
+                      for j in range(len(self.grid)) for ti in range(len(self.tgt))}
+        self.audits = {(si, ai, j): RunTally() for si in range(len(self.src)) for ai in range(len(self.specs))
+                       for j in range(len(self.grid))}
+        self.violations: list[Violation] = []
+
+    def _correct(self, keys: Any, x: torch.Tensor, y: torch.Tensor) -> dict[int, dict[str, torch.Tensor]]:
+        out = {}
+        with torch.no_grad():
+            for key in keys:
+                scores = self.models[key].scores(self.models[key](x))
+                out[key] = {k: topk_correct(scores, y, kk) for k, kk in KS.items()}
+        return out
+
+    def batch(self, start: int, bi: int, total: int) -> int:
+        """Attack one batch on every source and classify it with every target; its size."""
+        o = self.opts
+        x, y = self.source.batch(start, min(start + o.batch_size, len(self.source)))
+        x, y = x.to(self.device), y.to(self.device)
+        n = int(y.shape[0])
+        clean_ok = self._correct(self.models, x, y)
+        for key in self.models:
+            for k in KS:
+                self.clean_counts[key][k] += int(clean_ok[key][k].sum())
+        for si, s_model in enumerate(self.src):
+            for ai, spec in enumerate(self.specs):
+                t0 = time.perf_counter()
+                records = engine.craft(s_model, x, y, spec, self.threats, attack_index=ai, start=start, seed=o.seed,
+                                       strict=o.strict, context=f"source {self.s_names[si]}: ")
+                for rec in records:
+                    self._count(si, ai, rec, s_model, y, n, clean_ok)
+                emit(o.progress, f"transfer {self.s_names[si]} {spec.name}", bi + 1, total,
+                     seconds=time.perf_counter() - t0)
+        return n
+
+    def _count(self, si: int, ai: int, rec: Record, s_model: Any, y: torch.Tensor, n: int,
+               clean_ok: dict[int, dict[str, torch.Tensor]]) -> None:
+        run = self.audits[(si, ai, rec.eps_index)]
+        run.add(seconds=rec.seconds, gradient_evaluations=rec.gradient_evaluations * n,
+                forward_queries=rec.forward_queries * n)
+        if rec.refusal is not None or rec.x_adv is None:
+            if rec.refusal is not None:
+                self.violations.append(rec.refusal)
+                run.add(violations=rec.refusal.examples, rejected_batches=1, rejected_examples=n)
+            return
+        run.examples += n
+        run.max_perturbation = max(run.max_perturbation, rec.audit.max_perturbation if rec.audit else 0.0)
+        adv_ok = self._correct({id(s_model)} | {id(t) for t in self.tgt}, rec.x_adv, y)
+        for ti, t_model in enumerate(self.tgt):
+            c = self.cells[(si, ai, rec.eps_index, ti)]
+            c.examples += n
+            for k in KS:
+                success = clean_ok[id(s_model)][k] & ~adv_ok[id(s_model)][k]
+                wrong = ~adv_ok[id(t_model)][k]
+                c.source_success[k] += int(success.sum())
+                c.transferred[k] += int((success & wrong).sum())
+                c.errors[k] += int(wrong.sum())
+
+    def result(self) -> TransferResult:
+        """The :class:`TransferResult` of the counts."""
+        examples = len(self.source)
+        clean = {}
+        for m, name in list(zip(self.src, self.s_names)) + list(zip(self.tgt, self.t_names)):
+            clean[name] = {k: ratio(v, examples) or 0.0 for k, v in self.clean_counts[id(m)].items()}
+        runs = []
+        for (si, ai, j, ti), c in self.cells.items():
+            a = self.audits[(si, ai, j)]
+            err = {k: ratio(c.errors[k], c.examples) for k in KS}
+            runs.append({
+                "source": self.s_names[si], "target": self.t_names[ti], "attack": self.specs[ai].name,
+                "eps": self.grid[j], "norm": self.opts.norm, "params": self.specs[ai].params,
+                "white_box": self.src[si] is self.tgt[ti], "examples": c.examples,
+                "source_successes": dict(c.source_success), "transferred": dict(c.transferred),
+                "errors": dict(c.errors),
+                "transfer_rate": {k: ratio(c.transferred[k], c.source_success[k]) for k in KS},
+                "error_rate": err, "accuracy": {k: None if e is None else 1.0 - e for k, e in err.items()},
+                "violations": a.violations, "rejected_batches": a.rejected_batches,
+                "max_perturbation": a.max_perturbation, "seconds": a.seconds,
+                "gradient_evaluations": ratio(a.gradient_evaluations, examples),
+                "forward_queries": ratio(a.forward_queries, examples),
+            })
+        return TransferResult(dataset=self.source.name, split=self.source.split, examples=examples,
+                              norm=self.opts.norm, sources=self.s_names, targets=self.t_names, clean=clean,
+                              runs=runs, violations=self.violations,
+                              meta={"seed": self.opts.seed, "batch_size": self.opts.batch_size,
+                                    "bounds": list(self.source.bounds), "eps": self.grid,
+                                    "attacks": [s.name for s in self.specs]})
+
+
+def default_transfer_attacks() -> list[str]:
+    """The attacks of the suite a plugin declared the transfer default, else the default attack."""
+    suite = plugins.registry().default("suites", "transfer")
+    if suite is None:
+        return default_attacks()
+    return [name for name, _ in plugins.registry().get("suites", suite).factory.attacks]
+
+
 def transfer(sources: Sequence[nn.Module], targets: Sequence[nn.Module], data: Any,
-             attacks: Sequence[Any] = ("fgsm", "iter_basic", "iter_ll"), eps: Sequence[float] | None = None, *,
-             norm: str = "linf", params: dict[str, Any] | None = None, batch_size: int = 250,
-             limit: int | None = None, device: str | torch.device = "cpu", seed: int = 0,
-             bounds: tuple[float, float] | None = None, progress: ProgressCallback = None, strict: bool = False,
-             source_names: Sequence[str] | None = None, target_names: Sequence[str] | None = None
+             attacks: Sequence[Any] | None = None, eps: Sequence[float] | None = None, **options: Any
              ) -> TransferResult:
     """Make adversarial examples on every source and classify them with every target.
 
@@ -135,118 +255,21 @@ def transfer(sources: Sequence[nn.Module], targets: Sequence[nn.Module], data: A
         sources: models the attacks see (Model objects or plain logits ``nn.Module``).
         targets: models that classify the adversarial examples.
         data: a :class:`~advframe.dataset.LabeledData`, an ``(x, y)`` pair or a map-style dataset.
-        attacks: attack names or Attack objects.
+        attacks: attack names or Attack objects (default: the attacks of the default
+            suite a plugin declares, else the default attack).
         eps: the eps grid in the models' input scale (default: the data set's grid).
-        norm: ``"linf"`` or ``"l2"``.
-        params: hyper-parameters for every attack, or ``{attack_name: {...}}``.
-        batch_size: examples per batch.
-        limit: use only the first ``limit`` examples.
-        device: where to run.
-        seed: seeds random starts and noise (per batch position, as in evaluate).
-        bounds: valid input range (default: the data set's, else (0, 1)).
-        progress: callback receiving :class:`~advframe.progress.ProgressEvent`.
-        strict: raise :class:`ThreatViolation` on the first refused batch.
-        source_names: names to report for the sources (default: registry or ``source<i>``).
-        target_names: names to report for the targets.
+        **options: the settings of :class:`~advframe.options.TransferOptions`.
 
     Returns:
         A :class:`TransferResult`; rates are fractions in [0, 1], ``None`` where the
         denominator is 0 (e.g. a source that no attack fooled).
 
     Raises:
-        ParameterError: no source, no target, no eps, bad batch size or a targeted threat.
+        ParameterError: no source, no target, no eps, bad batch size or an unknown setting.
     """
-    if not sources or not targets:
-        raise ParameterError("transfer needs at least one source and one target model (--source, --target)")
-    if batch_size < 1:
-        raise ParameterError(f"batch size {batch_size} is invalid: use a positive integer")
-    device = torch.device(device)
-    src = [as_model(m).to(device).eval() for m in sources]
-    tgt = [as_model(m).to(device).eval() for m in targets]
-    s_names = _unique([_name(m, (source_names or [None] * len(src))[i], i, "source") for i, m in enumerate(src)])
-    t_names = _unique([_name(m, (target_names or [None] * len(tgt))[i], i, "target") for i, m in enumerate(tgt)])
-    source: BatchSource = as_source(data, bounds=bounds).take(limit)
-    grid = list(eps) if eps is not None else list(source.default_eps)
-    if not grid:
-        raise ParameterError("no eps given and the data set has no default grid: pass --eps")
-    threats = [ThreatModel(norm=norm, eps=e, bounds=source.bounds) for e in grid]
-    specs = _resolve_attacks(attacks, params)
-    for s in specs:
-        if hasattr(s.attack, "check_threat"):
-            s.attack.check_threat(threats[0], None)
-
-    models = {id(m): m for m in src + tgt}
-    clean_counts = {key: dict.fromkeys(KS, 0) for key in models}
-    cells = {(si, ai, j, ti): _Counts() for si in range(len(src)) for ai in range(len(specs))
-             for j in range(len(grid)) for ti in range(len(tgt))}
-    audits = {(si, ai, j): RunTally() for si in range(len(src)) for ai in range(len(specs))
-              for j in range(len(grid))}
-    violations: list[Violation] = []
-    starts = list(range(0, len(source), batch_size))
+    run = _Transfer(sources, targets, data, attacks, eps, TransferOptions.of(options))
+    starts = list(range(0, len(run.source), run.opts.batch_size))
     for bi, start in enumerate(starts):
-        x, y = source.batch(start, min(start + batch_size, len(source)))
-        x, y = x.to(device), y.to(device)
-        n = int(y.shape[0])
-        clean_ok: dict[int, dict[str, torch.Tensor]] = {}
-        with torch.no_grad():
-            for key, m in models.items():
-                scores = m.scores(m(x))
-                clean_ok[key] = {k: topk_correct(scores, y, kk) for k, kk in KS.items()}
-                for k in KS:
-                    clean_counts[key][k] += int(clean_ok[key][k].sum())
-        for si, s_model in enumerate(src):
-            for ai, spec in enumerate(specs):
-                t0 = time.perf_counter()
-                outs = _attack_grid(spec.attack, s_model, x, y, threats, None, device, seed, start, ai)
-                for j, (threat, (x_adv, grads, seconds)) in enumerate(zip(threats, outs)):
-                    run = audits[(si, ai, j)]
-                    run.seconds += seconds
-                    run.gradient_evaluations += (grads or 0) * n
-                    report = audit_or_refuse(threat, x_adv, x, run, spec.name, start, violations, strict,
-                                             context=f"source {s_names[si]}: ")
-                    if report is None:
-                        continue
-                    run.examples += n
-                    run.max_perturbation = max(run.max_perturbation, report.max_perturbation)
-                    adv_ok: dict[int, dict[str, torch.Tensor]] = {}
-                    with torch.no_grad():
-                        for key in {id(s_model)} | {id(t) for t in tgt}:
-                            scores = models[key].scores(models[key](x_adv))
-                            adv_ok[key] = {k: topk_correct(scores, y, kk) for k, kk in KS.items()}
-                    for ti, t_model in enumerate(tgt):
-                        c = cells[(si, ai, j, ti)]
-                        c.examples += n
-                        for k in KS:
-                            success = clean_ok[id(s_model)][k] & ~adv_ok[id(s_model)][k]
-                            wrong = ~adv_ok[id(t_model)][k]
-                            c.source_success[k] += int(success.sum())
-                            c.transferred[k] += int((success & wrong).sum())
-                            c.errors[k] += int(wrong.sum())
-                emit(progress, f"transfer {s_names[si]} {spec.name}", bi + 1, len(starts),
-                     seconds=time.perf_counter() - t0)
-        emit(progress, "transfer", bi + 1, len(starts), examples=start + n)
-
-    examples = len(source)
-    clean = {}
-    for m, name in list(zip(src, s_names)) + list(zip(tgt, t_names)):
-        clean[name] = {k: ratio(v, examples) or 0.0 for k, v in clean_counts[id(m)].items()}
-    runs = []
-    for (si, ai, j, ti), c in cells.items():
-        a = audits[(si, ai, j)]
-        spec = specs[ai]
-        err = {k: ratio(c.errors[k], c.examples) for k in KS}
-        runs.append({
-            "source": s_names[si], "target": t_names[ti], "attack": spec.name, "eps": grid[j], "norm": norm,
-            "params": spec.params, "white_box": src[si] is tgt[ti], "examples": c.examples,
-            "source_successes": dict(c.source_success), "transferred": dict(c.transferred),
-            "errors": dict(c.errors),
-            "transfer_rate": {k: ratio(c.transferred[k], c.source_success[k]) for k in KS},
-            "error_rate": err, "accuracy": {k: None if e is None else 1.0 - e for k, e in err.items()},
-            "violations": a.violations, "rejected_batches": a.rejected_batches,
-            "max_perturbation": a.max_perturbation, "seconds": a.seconds,
-            "gradient_evaluations": ratio(a.gradient_evaluations, examples),
-        })
-    return TransferResult(dataset=source.name, split=source.split, examples=examples, norm=norm, sources=s_names,
-                          targets=t_names, clean=clean, runs=runs, violations=violations,
-                          meta={"seed": seed, "batch_size": batch_size, "bounds": list(source.bounds),
-                                "eps": grid, "attacks": [s.name for s in specs]})
+        n = run.batch(start, bi, len(starts))
+        emit(run.opts.progress, "transfer", bi + 1, len(starts), examples=start + n)
+    return run.result()

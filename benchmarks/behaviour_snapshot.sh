@@ -12,6 +12,7 @@ advframe eval --attack iter_ll --no-progress --output "$out/default_iter_ll.json
 advframe eval --attack fgsm --attack pgd --attack mim --attack deepfool --eps 0.1 --eps 0.3 \
     --limit 256 --no-progress --output "$out/linf_256.json" > /dev/null
 advframe eval --attack cw_l2 --attack deepfool --norm l2 --eps 1 --eps 2 \
+    --param cw_l2.binary_search_steps=3 --param cw_l2.max_iterations=100 \
     --limit 256 --no-progress --output "$out/l2_256.json" > /dev/null
 advframe train --defense mixed_batch --epochs 1 --no-progress --out "$out/mixed_batch_1.safetensors" > /dev/null
 advframe train --defense pgd_at --epochs 1 --param steps=10 --no-progress --out "$out/pgd_at_1.safetensors" > /dev/null

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import advframe
-from advframe.attack import Attack
+from advframe.attack import Attack, shared_over
 from advframe.errors import DataError, ThreatViolation
 
 
@@ -15,15 +15,17 @@ class SignStep(Attack):
     """x + eps·sign(grad): a one-step attack that shares its gradient over the grid."""
 
     name = "test_sign"
-    one_step = True
     uses_true_label = True
+    leaks_labels = True
 
     def perturb(self, model, x, y, threat, target):
-        return self.perturb_grid(model, x, y, [threat], target)[0]
+        return self.craft_grid(model, x, y, [threat], target, None)[0].x_adv
 
-    def perturb_grid(self, model, x, y, threats, target=None):
+    def craft_grid(self, model, x, y, threats, target, seeds):
+        self.reset_counter()
         g, _ = self.objective_gradient(model, x, y, target)
-        return [t.project(x + t.eps * g.sign(), x) for t in threats]
+        return shared_over([t.project(x + t.eps * g.sign(), x) for t in threats], self.gradient_evaluations,
+                           self.forward_queries, 0.0)
 
 
 class Escape(Attack):
@@ -63,9 +65,10 @@ def test_metrics_match_a_hand_count():
     assert run["accuracy_ratio"] == pytest.approx(run["top1"] / r.clean_top1)
     assert run["max_perturbation"] == pytest.approx(0.05, abs=1e-6)
     assert r.run("test_sign", 0.0)["top1"] == r.clean_top1
-    # one gradient per example for the whole grid
-    assert r.run("test_sign", 0.0)["gradient_evaluations"] == 1.0
-    assert run["gradient_evaluations"] == 0.0
+    # one gradient per example for the whole grid, booked as an equal share to each eps
+    assert r.run("test_sign", 0.0)["gradient_evaluations"] == 0.5
+    assert run["gradient_evaluations"] == 0.5
+    assert run["gradient_shared_across_eps"] and r.run("test_sign", 0.0)["gradient_shared_across_eps"]
 
 
 def test_violating_attack_is_refused_not_counted():

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import advframe
+from advframe.attack import Attack
 from advframe.errors import ParameterError, ThreatViolation
 from advframe.threat import ThreatModel
 from advframe.transfer import SCHEMA, transfer
@@ -24,17 +25,18 @@ def linear(weight: list[list[float]], bias: list[float] | None = None) -> nn.Lin
     return lin
 
 
-class Shift:
+class Shift(Attack):
     """A deterministic 'attack': adds ``eps * direction`` (then clips to the bounds)."""
 
     name = "shift"
-    params: dict[str, Any] = {}
+    norms = ("linf", "l2")
 
     def __init__(self, direction: torch.Tensor, scale: float = 1.0):
+        super().__init__()
         self.direction, self.scale = direction, scale
 
-    def __call__(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                 target: torch.Tensor | None = None) -> torch.Tensor:
+    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                target: torch.Tensor | None = None) -> torch.Tensor:
         lo, hi = threat.bounds
         return (x + self.scale * threat.eps * self.direction).clamp(lo, hi)
 

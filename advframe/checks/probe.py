@@ -1,10 +1,10 @@
 """The probe: a small subset of the evaluation data on which checks run their own attacks.
 
 Checks that cannot read what they need from the evaluation's runs craft adversarial
-examples themselves, on the first ``subset`` examples (200 by default) so that they
-cost seconds, not minutes. Attacks are built by registry name through
-:func:`advframe.get_attack` (or taken from the evaluation's own attack objects); a
-name that no plugin registered makes the check ``not_applicable``.
+examples themselves, through the engine (:mod:`advframe.engine`), on the first
+``subset`` examples (200 by default) so that they cost seconds, not minutes. Attacks
+are built by registry name (or taken from the evaluation's own attack objects); a name
+that no plugin registered makes the check ``not_applicable``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from typing import Any
 
 import torch
 
-from advframe import plugins
+from advframe import engine, plugins
+from advframe.engine import AttackSpec
 from advframe.errors import AdvframeError, UnknownNameError
+from advframe.model import Model
 from advframe.threat import ThreatModel
 
 
@@ -56,7 +58,7 @@ class Probe:
         batch_size: examples per attack call.
     """
 
-    def __init__(self, model: Any, x: torch.Tensor, y: torch.Tensor, bounds: tuple[float, float], norm: str,
+    def __init__(self, model: Model, x: torch.Tensor, y: torch.Tensor, bounds: tuple[float, float], norm: str,
                  device: torch.device, seed: int = 0, attacks: Mapping[str, Any] | None = None,
                  batch_size: int = 250):
         self.model = model
@@ -76,7 +78,7 @@ class Probe:
         """Number of examples in the probe."""
         return int(self.y.shape[0])
 
-    def predict(self, x: torch.Tensor, model: Any | None = None) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, model: Model | None = None) -> torch.Tensor:
         """Predictions of ``model`` (default: the model under evaluation) on ``x``."""
         model = self.model if model is None else model
         outs = []
@@ -89,14 +91,25 @@ class Probe:
         """Fraction of the probe's examples that ``predictions`` get right."""
         return float((predictions == self.y).float().mean()) if self.n else 0.0
 
+    def entry(self, name: str) -> Any:
+        """The registry entry of attack ``name``.
+
+        Raises:
+            AttackUnavailable: when no plugin registered it.
+        """
+        try:
+            return plugins.registry().get("attacks", name)
+        except UnknownNameError:
+            raise AttackUnavailable(f"no plugin registers attack '{name}'") from None
+
     def build(self, name: str, overrides: Mapping[str, Any] | None = None,
               params: Mapping[str, Any] | None = None) -> Any:
         """An attack by registry name.
 
         Args:
             name: the registry name.
-            overrides: hyper-parameters to set when the attack declares them (others are
-                ignored, so one override set serves attacks with different parameters).
+            overrides: hyper-parameters that replace the run's (from the attack's own
+                ``probe_params``, so no parameter name is guessed).
             params: the full hyper-parameters of an evaluation run; when given and no
                 overrides are, the evaluation's own attack object is reused if present.
 
@@ -105,27 +118,30 @@ class Probe:
         """
         if overrides is None and name in self.attacks:
             return self.attacks[name]
-        try:
-            entry = plugins.registry().get("attacks", name)
-        except UnknownNameError:
-            raise AttackUnavailable(f"no plugin registers attack '{name}'") from None
-        declared = dict(getattr(entry.factory, "defaults", {}))
-        kwargs = dict(params or {})
-        kwargs.update({k: v for k, v in (overrides or {}).items() if k in declared})
+        self.entry(name)
+        kwargs = {**dict(params or {}), **dict(overrides or {})}
         try:
             return plugins.registry().build("attacks", name, **kwargs)
         except AdvframeError as exc:
             raise AttackUnavailable(f"attack '{name}' could not be built: {exc}") from None
 
+    def schedule(self, name: str, steps: int, step_size: float) -> dict[str, Any] | None:
+        """The attack's own parameters for ``steps`` deterministic steps of ``step_size``.
+
+        None for an attack that declares no ``probe_params`` (it has no step schedule).
+        """
+        probe_params = self.entry(name).trait("probe_params")
+        return probe_params(steps, step_size) if callable(probe_params) else None
+
     def attack(self, name: str, eps: float, *, overrides: Mapping[str, Any] | None = None,
                params: Mapping[str, Any] | None = None, norm: str | None = None,
                source: Any | None = None) -> ProbeRun:
-        """Run an attack on the probe (untargeted) and measure the model under evaluation.
+        """Run an attack on the probe (untargeted) through the engine; measure the model under evaluation.
 
         Args:
             name: the attack's registry name.
             eps: the radius.
-            overrides: hyper-parameters to set when the attack declares them.
+            overrides: hyper-parameters that replace the run's.
             params: an evaluation run's hyper-parameters to rebuild the attack with.
             norm: the norm (default: the evaluation's).
             source: craft the examples on this model instead (a transfer attack); the
@@ -133,25 +149,21 @@ class Probe:
 
         Raises:
             AttackUnavailable: when the attack is not registered, refuses the threat
-                model, or returns examples outside it.
+                model, or its examples are refused by the engine.
         """
-        attack = self.build(name, overrides, params)
+        spec = AttackSpec(name, self.build(name, overrides, params))
         threat = ThreatModel(norm=norm or self.norm, eps=eps, bounds=self.bounds)
-        if hasattr(attack, "check_threat"):
-            try:
-                attack.check_threat(threat, None)
-            except AdvframeError as exc:
-                raise AttackUnavailable(str(exc)) from None
+        try:
+            spec.attack.check_threat(threat, None)
+        except AdvframeError as exc:
+            raise AttackUnavailable(str(exc)) from None
         crafter = self.model if source is None else source
         preds = []
         for i in range(0, self.n, self.batch_size):
             x, y = self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
-            torch.manual_seed(self.seed * 1_000_003 + i)
-            x_adv = attack(crafter, x, y, threat)
-            report = threat.audit(x_adv, x)
-            if not report.ok:
-                raise AttackUnavailable(f"attack '{name}' at eps={eps:g} left the threat model on "
-                                        f"{report.violations} example(s) (excess {report.max_excess:.3g})")
-            preds.append(self.predict(x_adv.detach()))
+            (record,) = engine.craft(crafter, x, y, spec, [threat], start=i, seed=self.seed)
+            if record.refusal is not None or record.x_adv is None:
+                raise AttackUnavailable(record.refusal.describe() if record.refusal else f"attack '{name}' failed")
+            preds.append(self.predict(record.x_adv))
         p = torch.cat(preds)
         return ProbeRun(name, eps, self.accuracy(p), p)

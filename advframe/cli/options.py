@@ -32,24 +32,3 @@ def parse_params(values: list[str] | None) -> dict[str, dict[str, str] | str]:
         else:
             out[key] = value
     return out
-
-
-def params_for(name: str, declared: dict[str, Any], parsed: dict[str, Any]) -> dict[str, Any]:
-    """The parameters that apply to component ``name`` with declared parameters ``declared``."""
-    p = {k: v for k, v in parsed.items() if not isinstance(v, dict) and (k in declared or k == "preset")}
-    scoped = parsed.get(name)
-    if isinstance(scoped, dict):
-        p.update(scoped)
-    return p
-
-
-def check_all_used(parsed: dict[str, Any], names: list[str], declared: dict[str, dict[str, Any]], kind: str) -> None:
-    """Refuse a --param that no selected component takes."""
-    for key, value in parsed.items():
-        if isinstance(value, dict):
-            if key not in names:
-                raise ParameterError(f"--param {key}.… names '{key}', which is not among the selected {kind}: "
-                                     f"{', '.join(names)}")
-            continue
-        if key != "preset" and not any(key in d for d in declared.values()):
-            raise ParameterError(f"--param {key}=… is taken by none of the selected {kind} ({', '.join(names)})")

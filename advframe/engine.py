@@ -1,0 +1,228 @@
+"""The adversarial-batch engine: audited adversarial examples for one model and batch.
+
+Everything in advframe that attacks a model goes through :func:`craft`: the
+evaluator, black-box transfer, the checks' probe and adversarial training. For one
+model, one batch, one attack and an eps grid it yields one :class:`Record` per eps,
+holding the adversarial batch, its audit against the threat model, the passes and
+queries the attack spent, the seconds and the seed used. The engine owns:
+
+* **seeding**: one formula, :func:`attack_seed`, by batch position, attack index and
+  eps index, so results do not depend on how batches are spread over processes;
+* **grid sharing**: it calls the attack's :meth:`~advframe.attack.Attack.grid`, which
+  shares work over the grid when the attack says it can, and books shared costs as
+  equal shares;
+* **integrity**: the attack gets its own copy of the clean batch; one that writes into
+  it, raises, or returns something that is not a batch like its input is refused, and
+  every returned batch is audited (a batch that leaves the ball or the bounds is
+  refused, never counted);
+* **counting and timing**, as reported by the attack's counters.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from advframe.attack import AttackProtocol, Crafted
+from advframe.errors import AdvframeError, ThreatViolation
+from advframe.model import Model
+from advframe.threat import AuditReport, ThreatModel
+
+
+def attack_seed(seed: int, start: int, attack_index: int, eps_index: int) -> int:
+    """The seed of one (batch, attack, eps) cell: a function of positions only.
+
+    ``start`` is the batch's first example in the data, so a batch gets the same seed on
+    any process and after a resume.
+    """
+    return int(seed) * 1_000_003 + int(start) * 131 + int(attack_index) * 17 + int(eps_index)
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """An attack of a run: the name it is reported under and the constructed object."""
+
+    name: str
+    attack: AttackProtocol
+    plugin: str = ""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The attack's hyper-parameters."""
+        return dict(self.attack.params)
+
+    @property
+    def label(self) -> str:
+        """``name`` and, where known, the plugin it came from (for refusal messages)."""
+        return f"'{self.name}'" + (f" (plugin {self.plugin})" if self.plugin else "")
+
+
+@dataclass
+class Violation:
+    """One refused adversarial batch: it left the threat model, or the attack misbehaved."""
+
+    attack: str
+    eps: float
+    batch_start: int
+    examples: int
+    max_excess: float
+    reason: str = "threat"
+
+    def describe(self) -> str:
+        """One sentence for reports and errors."""
+        if self.reason != "threat":
+            return (f"attack '{self.attack}' at eps={self.eps:g} was refused on the batch starting at example "
+                    f"{self.batch_start}: {self.reason}; batch not counted")
+        return (f"attack '{self.attack}' at eps={self.eps:g} left the threat model on batch starting at "
+                f"example {self.batch_start}: {self.examples} example(s), excess {self.max_excess:.3g}; "
+                f"batch not counted")
+
+
+@dataclass
+class Record:
+    """The engine's output for one (attack, eps) on one batch.
+
+    Attributes:
+        attack: the attack's reported name.
+        attack_index: its position in the run.
+        eps_index: the threat's position in the grid.
+        threat: the threat model.
+        x_adv: the adversarial batch, or None when it was refused.
+        audit: the audit report (None when the attack failed before one could be made).
+        gradient_evaluations: forward+backward passes over the batch booked to this eps.
+        forward_queries: forward-only passes over the batch booked to this eps.
+        seconds: wall-clock seconds booked to this eps.
+        seed: the seed set before the attack ran (None when the RNG was left alone).
+        shared: the cost was shared over the grid (see :class:`~advframe.attack.Crafted`).
+        refusal: why the batch was refused, or None when it may be counted.
+    """
+
+    attack: str
+    attack_index: int
+    eps_index: int
+    threat: ThreatModel
+    x_adv: torch.Tensor | None
+    audit: AuditReport | None
+    gradient_evaluations: float
+    forward_queries: float
+    seconds: float
+    seed: int | None
+    shared: bool
+    refusal: Violation | None
+
+    @property
+    def ok(self) -> bool:
+        """True when the batch passed the audit and may be counted."""
+        return self.refusal is None
+
+
+def _bad_output(crafted: Any, x: torch.Tensor) -> str | None:
+    """Why an attack's output for one threat is not a batch like ``x``, or None."""
+    if not isinstance(crafted, Crafted):
+        return f"returned {type(crafted).__name__} instead of a Crafted record"
+    adv = crafted.x_adv
+    if not isinstance(adv, torch.Tensor):
+        return f"returned {type(adv).__name__} instead of a tensor"
+    if adv.shape != x.shape:
+        return f"returned shape {tuple(adv.shape)} for inputs of shape {tuple(x.shape)}"
+    if adv.dtype != x.dtype:
+        return f"returned dtype {adv.dtype} for inputs of dtype {x.dtype}"
+    if adv.device != x.device:
+        return f"returned a tensor on {adv.device} for inputs on {x.device}"
+    return None
+
+
+def _failed(spec: AttackSpec, index: int, threats: Sequence[ThreatModel], start: int, n: int, reason: str,
+            seeds: Sequence[int] | None) -> list[Record]:
+    return [Record(spec.name, index, j, t, None, None, 0.0, 0.0, 0.0, None if seeds is None else seeds[j], False,
+                   Violation(spec.name, t.eps, start, n, 0.0, reason)) for j, t in enumerate(threats)]
+
+
+def craft(model: Model, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, threats: Sequence[ThreatModel], *,
+          attack_index: int = 0, start: int = 0, seed: int | None = 0, target: torch.Tensor | None = None,
+          strict: bool = False, context: str = "") -> list[Record]:
+    """Run one attack over an eps grid on one batch and audit every result.
+
+    Args:
+        model: the attacked Model, in eval mode.
+        x: the clean batch (never handed to the attack itself: it gets a copy).
+        y: the labels the attack reads (true labels, or predictions for a label-leak twin).
+        spec: the attack.
+        threats: the threat models of the grid.
+        attack_index: the attack's position in the run (enters the seed).
+        start: the batch's first example in the data (enters the seed).
+        seed: the run's seed; ``None`` leaves torch's RNG alone (training, which seeds
+            its attacks by step).
+        target: target classes for targeted threats.
+        strict: raise on the first refused batch instead of recording it.
+        context: prefix for the strict-mode error (e.g. the source model's name).
+
+    Returns:
+        One :class:`Record` per threat, in order.
+
+    Raises:
+        ThreatViolation: in ``strict`` mode, for a refused batch.
+        AdvframeError: a usage error the attack raised (e.g. a parameter it refuses).
+    """
+    n = int(x.shape[0])
+    seeds = None if seed is None else [attack_seed(seed, start, attack_index, j) for j in range(len(threats))]
+    attacked = x.detach().clone()
+    labels = y.detach().clone()
+    try:
+        crafted = spec.attack.grid(model, attacked, labels, threats, target, seeds)
+    except AdvframeError:
+        raise
+    except Exception as exc:  # a buggy or hostile attack must not end the run
+        frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        where = f" at {frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno}" if frame else ""
+        reason = f"attack {spec.label} raised {type(exc).__name__}: {exc}{where}"
+        return _refuse_all(_failed(spec, attack_index, threats, start, n, reason, seeds), strict, context)
+    if not torch.equal(attacked, x) or not torch.equal(labels, y):
+        reason = f"attack {spec.label} wrote into its input batch"
+        return _refuse_all(_failed(spec, attack_index, threats, start, n, reason, seeds), strict, context)
+    if not isinstance(crafted, list) or len(crafted) != len(threats):
+        got = len(crafted) if isinstance(crafted, list) else type(crafted).__name__
+        reason = f"attack {spec.label} returned {got} results for {len(threats)} threat models"
+        return _refuse_all(_failed(spec, attack_index, threats, start, n, reason, seeds), strict, context)
+    records = []
+    for j, (threat, c) in enumerate(zip(threats, crafted)):
+        s = None if seeds is None else seeds[j]
+        bad = _bad_output(c, x)
+        if bad is not None:
+            refusal = Violation(spec.name, threat.eps, start, n, 0.0, f"attack {spec.label} {bad}")
+            records.append(Record(spec.name, attack_index, j, threat, None, None, 0.0, 0.0, 0.0, s, False, refusal))
+            continue
+        report = threat.audit(c.x_adv, x)
+        refusal = None if report.ok else Violation(spec.name, threat.eps, start, report.violations,
+                                                   report.max_excess)
+        records.append(Record(spec.name, attack_index, j, threat, c.x_adv.detach() if report.ok else None, report,
+                              float(c.gradient_evaluations), float(c.forward_queries), float(c.seconds), s,
+                              bool(c.shared), refusal))
+    return _refuse_all(records, strict, context)
+
+
+def _refuse_all(records: list[Record], strict: bool, context: str) -> list[Record]:
+    if strict:
+        for r in records:
+            if r.refusal is not None:
+                raise ThreatViolation(f"{context}{r.refusal.describe()}")
+    return records
+
+
+def craft_audited(model: Model, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, threat: ThreatModel,
+                  target: torch.Tensor | None = None) -> torch.Tensor:
+    """One audited adversarial batch, for adversarial training; any refusal raises.
+
+    The RNG is left to the caller (defenses seed their attacks by training step).
+
+    Raises:
+        ThreatViolation: when the attack's batch is refused.
+    """
+    (record,) = craft(model, x, y, spec, [threat], seed=None, target=target, strict=True,
+                      context="adversarial training: ")
+    assert record.x_adv is not None  # strict mode raised otherwise
+    return record.x_adv

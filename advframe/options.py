@@ -1,0 +1,150 @@
+"""Settings of an evaluation or a transfer run, and the attacks a run resolves.
+
+:func:`advframe.evaluate` and :func:`advframe.transfer` take their settings as
+keywords; these dataclasses name, type and validate them in one place, so that an
+unknown or bad setting gets one clear error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+
+from advframe import plugins
+from advframe.engine import AttackSpec
+from advframe.errors import ParameterError
+from advframe.params import declared_params, split_params
+from advframe.progress import ProgressCallback
+
+TARGET_MODES = ("random", "least_likely")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Settings every attack run shares.
+
+    Attributes:
+        norm: ``"linf"`` or ``"l2"``.
+        params: hyper-parameters: ``{key: value}`` for every attack that takes ``key``,
+            and ``{attack_name: {key: value}}`` for one attack (which wins).
+        batch_size: examples per batch.
+        limit: use only the first ``limit`` examples.
+        device: where to run.
+        seed: seeds random starts, random targets and noise, per batch position (see
+            :func:`advframe.engine.attack_seed`).
+        bounds: valid input range (default: the data set's, else (0, 1)).
+        progress: callback receiving :class:`~advframe.progress.ProgressEvent`.
+        strict: raise :class:`~advframe.errors.ThreatViolation` on the first refused batch.
+    """
+
+    norm: str = "linf"
+    params: Mapping[str, Any] | None = None
+    batch_size: int = 250
+    limit: int | None = None
+    device: str | torch.device = "cpu"
+    seed: int = 0
+    bounds: tuple[float, float] | None = None
+    progress: ProgressCallback = None
+    strict: bool = False
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> Any:
+        """Build from keyword settings; an unknown one is a :class:`ParameterError`."""
+        known = [f.name for f in fields(cls)]
+        for key in options:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"known settings: {', '.join(known)}"
+                raise ParameterError(f"unknown setting '{key}': {hint}")
+        opts = cls(**options)
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        """Refuse settings no run can use."""
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ParameterError(f"batch size {self.batch_size} is invalid: use a positive integer")
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
+                                       or self.limit < 1):
+            raise ParameterError(f"limit {self.limit} is invalid: use a positive integer")
+
+
+@dataclass(frozen=True)
+class EvalOptions(RunOptions):
+    """Settings of :func:`advframe.evaluate`, beyond :class:`RunOptions`.
+
+    Attributes:
+        targeted: run targeted attacks; targets from ``target``.
+        target: ``"random"`` (seeded, a class other than the label) or ``"least_likely"``.
+        label_leaks: ``None`` (default) measures the predicted-label twin of attacks that
+            declare ``leaks_labels`` (one-step attacks reading the true label, Kurakin
+            §4.2); ``True`` of every attack that reads the true label; ``False`` of none.
+        state_path: a JSON file where partial sums are saved atomically after every
+            batch; an interrupted evaluation with the same settings resumes from it.
+        model_name: the name to report (default: the registry name or class name).
+    """
+
+    targeted: bool = False
+    target: str = "random"
+    label_leaks: bool | None = None
+    state_path: str | os.PathLike[str] | None = None
+    model_name: str | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        if self.target not in TARGET_MODES:
+            raise ParameterError(f"target mode '{self.target}' is unknown: use one of {', '.join(TARGET_MODES)}")
+
+
+@dataclass(frozen=True)
+class TransferOptions(RunOptions):
+    """Settings of :func:`advframe.transfer`, beyond :class:`RunOptions`.
+
+    Attributes:
+        source_names: names to report for the sources (default: registry or ``source<i>``).
+        target_names: names to report for the targets.
+    """
+
+    source_names: Sequence[str] | None = None
+    target_names: Sequence[str] | None = None
+
+
+def default_attacks() -> list[str]:
+    """The attacks a run uses when none is named: those plugins declared as the default."""
+    default = plugins.registry().default("attacks")
+    if default is None:
+        raise ParameterError("no attack given and no plugin declares a default: pass --attack NAME "
+                             "(see 'advframe list attacks')")
+    return [default]
+
+
+def resolve_attacks(attacks: Sequence[Any] | None, params: Mapping[str, Any] | None) -> list[AttackSpec]:
+    """Attack names or objects -> specs, with the one parameter path of :func:`split_params`.
+
+    Raises:
+        ParameterError: no attack, an unknown name, or a parameter no attack takes.
+    """
+    attacks = default_attacks() if attacks is None else list(attacks)
+    if not attacks:
+        raise ParameterError("no attack given: pass at least one --attack NAME (see 'advframe list attacks')")
+    registry = plugins.registry()
+    names = [a for a in attacks if isinstance(a, str)]
+    declared = {n: declared_params(registry.get("attacks", n).factory) for n in names}
+    per_attack = split_params(params, names, declared) if names else {}
+    if params and not names:
+        raise ParameterError("params apply to attacks given by name; set them on the attack objects instead")
+    specs = []
+    for a in attacks:
+        if isinstance(a, str):
+            entry = registry.get("attacks", a)
+            specs.append(AttackSpec(entry.name, registry.build("attacks", a, **per_attack[a]), entry.plugin))
+        elif isinstance(a, AttackSpec):
+            specs.append(a)
+        else:
+            specs.append(AttackSpec(a.name or type(a).__name__, a))
+    return specs
