@@ -7,6 +7,7 @@ keeps working. ``ADVFRAME_STRICT_PLUGINS=1`` turns such a failure into an error.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import traceback
@@ -21,6 +22,8 @@ from advframe.errors import PluginError
 from advframe.registry import Registry
 
 GROUP = "advframe"
+#: The distribution whose entry points are the built-in plugins (loaded first).
+BUILTIN_DISTRIBUTION = "advframe"
 log = logging.getLogger("advframe.plugins")
 
 
@@ -84,16 +87,58 @@ class PluginHost:
             return info
         self._modules[name] = plugin
         info.hooks = sorted(hook for hook, _ in self._impls(name))
+        try:
+            self.pm.check_pending()  # earlier plugins passed it, so a failure is this one's
+        except pluggy.PluginValidationError:
+            self._unknown_hooks(info, [h for h in info.hooks if h not in hookspecs.ALL_HOOKS])
+            return info
         for kind, hook in hookspecs.COMPONENT_HOOKS.items():
             for hook_name, impl in self._impls(name):
                 if hook_name != hook:
                     continue
-                register = self.registry.registrar(kind, name, distribution, version)
+                register = self.registry.registrar(kind, name, distribution, version,
+                                                   lambda message, i=info, h=hook: self._refuse(i, h, message))
                 try:
                     impl.function(register=register)
                 except Exception as exc:
                     self._fail(info, hook, exc)
         return info
+
+    def _unknown_hooks(self, info: PluginInfo, unknown: list[str]) -> None:
+        """Report hooks that no spec declares (pluggy's check_pending) and drop the plugin."""
+        hints = []
+        for h in unknown:
+            close = difflib.get_close_matches(h, hookspecs.ALL_HOOKS, n=1)
+            hints.append(f"'{h}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        self.pm.unregister(name=info.name)
+        self._modules.pop(info.name, None)
+        self._fail(info, "hooks", PluginError(f"unknown hook {', '.join(hints)}: advframe hooks are "
+                                              f"{', '.join(hookspecs.ALL_HOOKS)}"))
+
+    def _refuse(self, info: PluginInfo, hook: str, message: str) -> None:
+        """A component refused by its registrar: an error of its plugin, the hook goes on."""
+        info.status = "error"
+        info.errors.append(f"{hook}: {message}")
+        if _strict():
+            raise PluginError(f"plugin '{info.name}' ({info.distribution}): {message} "
+                              f"(unset ADVFRAME_STRICT_PLUGINS to skip refused components)")
+        log.warning("advframe: plugin '%s' (%s): %s", info.name, info.distribution, message)
+
+    def check_requirements(self) -> None:
+        """Drop plugins whose declared ``requires`` are missing or broken, with one line each."""
+        changed = True
+        while changed:
+            changed = False
+            for name, module in list(self._modules.items()):
+                missing = [r for r in getattr(module, "requires", ()) if r not in self._modules]
+                if missing:
+                    self.registry.remove_plugin(name)
+                    self.pm.unregister(name=name)
+                    del self._modules[name]
+                    self._fail(self.plugins[name], "requires", PluginError(
+                        f"needs plugin {', '.join(repr(m) for m in missing)}, which is not installed or failed "
+                        f"to load; install it (pip install the distribution that provides it)"))
+                    changed = True
 
     def _impls(self, name: str) -> list[tuple[str, Any]]:
         """``(hook name, hookimpl)`` pairs of one registered plugin."""
@@ -104,8 +149,16 @@ class PluginHost:
                 for impl in caller.get_hookimpls() if impl.plugin is plugin]
 
     def load_entry_points(self) -> None:
-        """Import every entry point of the group ``advframe``, one by one."""
-        for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
+        """Import every entry point of the group ``advframe``, one by one.
+
+        The built-in plugins (those of the ``advframe`` distribution) load first, so a
+        third-party plugin can never take a built-in name; then the others by name.
+        """
+        def order(ep: Any) -> tuple[bool, str]:
+            dist = getattr(ep, "dist", None)
+            return (dist is None or dist.metadata["Name"] != BUILTIN_DISTRIBUTION, ep.name)
+
+        for ep in sorted(metadata.entry_points(group=GROUP), key=order):
             dist = getattr(ep, "dist", None)
             dist_name = dist.metadata["Name"] if dist is not None else "(unknown)"
             version = dist.version if dist is not None else ""
@@ -119,6 +172,7 @@ class PluginHost:
                 self._fail(info, "import", exc)
                 continue
             self.add(module, ep.name, dist_name, version, module=ep.value)
+        self.check_requirements()
 
     def commands(self, app: Any) -> None:
         """Let each plugin add CLI commands; a failing plugin is recorded, not fatal."""

@@ -1,14 +1,34 @@
-"""Name -> component, remembering the plugin and distribution each came from."""
+"""Name -> component, remembering the plugin and distribution each came from.
+
+Each plugin hook gets a typed registrar (:class:`Registrar`) that checks a component
+when it is registered: its name, the traits it declares and its call signature. A
+component that fails the check, or whose name another plugin already took, is refused
+and reported on its own plugin; the rest of that plugin's hook still registers.
+"""
 
 from __future__ import annotations
 
 import inspect
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from advframe.errors import AdvframeError, UnknownNameError
 
-KINDS: tuple[str, ...] = ("attacks", "defenses", "models", "datasets")
+KINDS: tuple[str, ...] = ("attacks", "defenses", "models", "datasets", "suites")
+NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+NORMS = ("linf", "l2")
+#: Traits of attacks the checks read, with the types they must have.
+ATTACK_TRAITS: dict[str, tuple[type, ...]] = {
+    "targetable": (bool,), "uses_true_label": (bool,), "leaks_labels": (bool,), "noise_baseline": (bool,),
+    "unbounded_probe": (bool,), "black_box": (bool,), "one_step_counterpart": (str, type(None)),
+    "label_free_twin": (str, type(None)),
+}
+
+
+class RegistrationError(AdvframeError):
+    """A component a plugin tried to register that does not meet its kind's contract."""
 
 
 @dataclass(frozen=True)
@@ -24,15 +44,18 @@ class Entry:
     summary: str
     aliases: tuple[str, ...] = ()
 
+    def trait(self, name: str, default: Any = None) -> Any:
+        """A trait the component declares (a class attribute), or ``default``."""
+        return getattr(self.factory, name, default)
+
     def describe(self) -> dict[str, Any]:
         """A JSON-serialisable description, with the component's declared traits."""
         d: dict[str, Any] = {"kind": self.kind, "name": self.name, "plugin": self.plugin,
                              "distribution": self.distribution, "version": self.version,
                              "summary": self.summary, "aliases": list(self.aliases)}
-        for trait in ("norms", "targetable", "uses_true_label"):
-            if hasattr(self.factory, trait):
-                value = getattr(self.factory, trait)
-                d[trait] = list(value) if isinstance(value, tuple) else value
+        if self.kind == "attacks":
+            d["norms"] = list(self.trait("norms", ()))
+            d.update({t: self.trait(t) for t in ATTACK_TRAITS})
         return d
 
 
@@ -41,33 +64,133 @@ def _summary(component: Any) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
+def _check_params(component: Any) -> None:
+    defaults = getattr(component, "defaults", {})
+    if not isinstance(defaults, dict) or not all(isinstance(k, str) for k in defaults):
+        raise RegistrationError("its 'defaults' must be a dict of parameter names to default values")
+
+
+def check_attack(component: Any) -> None:
+    """The contract of an attack class: norms, traits of the right types, grid()."""
+    norms = getattr(component, "norms", None)
+    if not isinstance(norms, tuple) or not norms or any(n not in NORMS for n in norms):
+        raise RegistrationError(f"its 'norms' must be a non-empty tuple of {', '.join(NORMS)}, got {norms!r}")
+    for trait, types in ATTACK_TRAITS.items():
+        value = getattr(component, trait, None)
+        if not isinstance(value, types):
+            kinds = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+            raise RegistrationError(f"its trait '{trait}' must be {kinds}, got {value!r}")
+    for method in ("grid", "check_threat"):
+        if not callable(getattr(component, method, None)):
+            raise RegistrationError(f"it has no {method}() method: subclass advframe.Attack")
+    params = list(inspect.signature(component.grid).parameters)
+    if params[:6] != ["self", "model", "x", "y", "threats", "target"]:
+        raise RegistrationError(f"its grid() takes ({', '.join(params)}), not (self, model, x, y, threats, "
+                                f"target, seeds)")
+    _check_params(component)
+
+
+def check_defense(component: Any) -> None:
+    """The contract of a defense class: training_loss() and declared parameters."""
+    if not callable(getattr(component, "training_loss", None)):
+        raise RegistrationError("it has no training_loss() method: subclass advframe.Defense")
+    _check_params(component)
+
+
+def check_factory(component: Any) -> None:
+    """Models and data sets: a class or factory called with keyword configuration."""
+    if not callable(component):
+        raise RegistrationError(f"it is a {type(component).__name__}, not a class or factory")
+
+
+def check_suite(component: Any) -> None:
+    """A suite: an ordered, non-empty list of ``(attack name, params)`` pairs."""
+    attacks = getattr(component, "attacks", None)
+    if not isinstance(attacks, tuple) or not attacks or not all(
+            isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], str) and isinstance(a[1], dict)
+            for a in attacks):
+        raise RegistrationError("its 'attacks' must be a non-empty tuple of (attack name, params dict) pairs")
+
+
+CHECKS: dict[str, Callable[[Any], None]] = {"attacks": check_attack, "defenses": check_defense,
+                                            "models": check_factory, "datasets": check_factory,
+                                            "suites": check_suite}
+
+
+@dataclass
+class Registrar:
+    """What a plugin's ``register_*`` hook is handed: ``register(Component)``.
+
+    Call it as ``register(component, name=None, aliases=None, summary=None,
+    default=False)``; ``default=True`` declares the component the one used when the
+    user names none, ``default="train"`` the one for a named use such as training
+    (the first declared default of a kind and use wins; built-ins load first).
+    A refused component is reported through ``on_error`` and not registered; the call
+    returns ``None`` then, else the component.
+    """
+
+    registry: "Registry"
+    kind: str
+    plugin: str
+    distribution: str
+    version: str
+    on_error: Callable[[str], None]
+
+    def __call__(self, component: Any, name: str | None = None, aliases: tuple[str, ...] | list[str] | None = None,
+                 summary: str | None = None, default: bool | str = False) -> Any:
+        key = name or getattr(component, "name", None)
+        try:
+            if not isinstance(key, str) or not NAME.match(key):
+                raise RegistrationError(f"its name {key!r} is not snake_case (a-z, 0-9, _)")
+            als = tuple(aliases if aliases is not None else getattr(component, "aliases", ()))
+            for a in (key, *als):
+                prev = self.registry.owner(self.kind, a)
+                if prev is not None:
+                    raise RegistrationError(f"the name '{a}' is already taken by plugin '{prev.plugin}' "
+                                            f"({prev.distribution})")
+            CHECKS[self.kind](component)
+        except RegistrationError as exc:
+            self.on_error(f"{self.kind[:-1]} {key!r} refused: {exc}")
+            return None
+        entry = Entry(self.kind, key, component, self.plugin, self.distribution, self.version,
+                      summary or _summary(component), als)
+        self.registry.add(entry, "" if default is True else (default or None))
+        return component
+
+
 @dataclass
 class Registry:
     """Components by kind and name (aliases resolve to the same entry)."""
 
     entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in KINDS})
     aliases: dict[str, dict[str, str]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    defaults: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    def registrar(self, kind: str, plugin: str, distribution: str, version: str) -> Callable[..., Any]:
-        """A ``register(component, name=None, aliases=())`` function for one plugin's hook."""
+    def registrar(self, kind: str, plugin: str, distribution: str, version: str,
+                  on_error: Callable[[str], None]) -> Registrar:
+        """A typed registrar for one plugin's hook of ``kind``."""
+        return Registrar(self, kind, plugin, distribution, version, on_error)
 
-        def register(component: Any, name: str | None = None, aliases: tuple[str, ...] | list[str] | None = None,
-                     summary: str | None = None) -> Any:
-            key = name or getattr(component, "name", None)
-            if not key or not isinstance(key, str):
-                raise AdvframeError(f"plugin '{plugin}' registered a {kind[:-1]} without a name")
-            if key in self.entries[kind] or key in self.aliases[kind]:
-                prev = self.entries[kind].get(key) or self.entries[kind][self.aliases[kind][key]]
-                raise AdvframeError(f"plugin '{plugin}' registers {kind[:-1]} '{key}', which plugin "
-                                    f"'{prev.plugin}' already registered")
-            als = tuple(aliases if aliases is not None else getattr(component, "aliases", ()))
-            entry = Entry(kind, key, component, plugin, distribution, version, summary or _summary(component), als)
-            self.entries[kind][key] = entry
-            for a in als:
-                self.aliases[kind][a] = key
-            return component
+    def owner(self, kind: str, name: str) -> Entry | None:
+        """The entry holding ``name`` (a name or an alias) of ``kind``, if any."""
+        key = self.aliases[kind].get(name, name)
+        return self.entries[kind].get(key)
 
-        return register
+    def add(self, entry: Entry, default: str | None = None) -> None:
+        """Add a checked entry; ``default`` names the use it is the default for ("" = general)."""
+        self.entries[entry.kind][entry.name] = entry
+        for a in entry.aliases:
+            self.aliases[entry.kind][a] = entry.name
+        if default is not None:
+            self.defaults.setdefault((entry.kind, default), entry.name)
+
+    def remove_plugin(self, plugin: str) -> None:
+        """Drop every component a plugin registered (it turned out unusable)."""
+        for kind in KINDS:
+            for name in [n for n, e in self.entries[kind].items() if e.plugin == plugin]:
+                del self.entries[kind][name]
+                self.aliases[kind] = {a: n for a, n in self.aliases[kind].items() if n != name}
+                self.defaults = {k: v for k, v in self.defaults.items() if not (k[0] == kind and v == name)}
 
     def get(self, kind: str, name: str) -> Entry:
         """The entry for ``name`` (or an alias).
@@ -75,15 +198,22 @@ class Registry:
         Raises:
             UnknownNameError: with the closest known name.
         """
-        table = self.entries[kind]
-        key = self.aliases[kind].get(name, name)
-        if key not in table:
-            raise UnknownNameError(kind, name, list(table) + list(self.aliases[kind]))
-        return table[key]
+        entry = self.owner(kind, name)
+        if entry is None:
+            raise UnknownNameError(kind, name, list(self.entries[kind]) + list(self.aliases[kind]))
+        return entry
+
+    def default(self, kind: str, use: str = "") -> str | None:
+        """The name a plugin declared as the default of ``kind`` (for ``use``), if any."""
+        return self.defaults.get((kind, use))
 
     def names(self, kind: str) -> list[str]:
         """Sorted names of one kind."""
         return sorted(self.entries[kind])
+
+    def with_trait(self, kind: str, trait: str, value: Any = True) -> list[Entry]:
+        """Entries whose ``trait`` equals ``value``, in registration order (built-ins first)."""
+        return [e for e in self.entries[kind].values() if e.trait(trait) == value]
 
     def build(self, kind: str, name: str, **params: Any) -> Any:
         """Construct a component; models remember their name and config for checkpoints."""

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -89,18 +90,92 @@ def test_unknown_names_suggest_the_closest():
         advframe.get_attack("iter_lll")
 
 
-def test_duplicate_names_are_refused():
+def test_duplicate_names_are_refused_and_reported_on_the_late_plugin():
     from advframe.registry import Registry
 
-    reg = Registry()
-    register = reg.registrar("attacks", "a", "dist-a", "1")
+    reg, errors = Registry(), {"a": [], "b": []}
 
-    class A:
+    class A(advframe.Attack):
         name = "same"
 
-    register(A)
-    with pytest.raises(advframe.AdvframeError, match="already registered"):
-        reg.registrar("attacks", "b", "dist-b", "1")(A)
+    class B(advframe.Attack):
+        name = "other"
+
+    assert reg.registrar("attacks", "a", "dist-a", "1", errors["a"].append)(A) is A
+    late = reg.registrar("attacks", "b", "dist-b", "1", errors["b"].append)
+    assert late(A) is None and late(B) is B  # the conflict is refused, the rest still registers
+    assert errors["a"] == [] and len(errors["b"]) == 1
+    assert "'same'" in errors["b"][0] and "already taken by plugin 'a'" in errors["b"][0]
+    assert reg.get("attacks", "same").plugin == "a" and reg.get("attacks", "other").plugin == "b"
+
+
+@pytest.mark.parametrize("attrs, why", [
+    ({"name": "Bad Name"}, "not snake_case"),
+    ({"norms": ("l1",)}, "'norms'"),
+    ({"targetable": "yes"}, "trait 'targetable'"),
+    ({"one_step_counterpart": 3}, "trait 'one_step_counterpart'"),
+    ({"defaults": ["steps"]}, "'defaults'"),
+])
+def test_typed_registrar_checks_attack_traits(attrs, why):
+    from advframe.registry import Registry
+
+    cls = type("Broken", (advframe.Attack,), {"name": "broken", **attrs})
+    errors: list[str] = []
+    assert Registry().registrar("attacks", "p", "d", "1", errors.append)(cls) is None
+    assert len(errors) == 1 and why in errors[0]
+
+
+def test_registrar_refuses_an_attack_without_the_grid_entry_point():
+    from advframe.registry import Registry
+
+    traits = {t: getattr(advframe.Attack, t) for t in ("targetable", "uses_true_label", "leaks_labels",
+                                                        "noise_baseline", "unbounded_probe", "black_box",
+                                                        "one_step_counterpart", "label_free_twin")}
+    not_an_attack = type("NotAnAttack", (), {"name": "plain", "norms": ("linf",), **traits})
+    errors: list[str] = []
+    Registry().registrar("attacks", "p", "d", "1", errors.append)(not_an_attack)
+    assert len(errors) == 1 and "no grid() method" in errors[0]
+
+
+def test_misspelt_hook_is_the_plugins_error(monkeypatch):
+    from advframe.plugins import PluginHost
+
+    monkeypatch.delenv("ADVFRAME_STRICT_PLUGINS", raising=False)
+    module = types.ModuleType("misspelt")
+
+    @advframe.hookimpl
+    def register_attack(register):  # missing "s": no such hook
+        raise AssertionError("never called")
+
+    module.register_attack = register_attack
+    host = PluginHost()
+    info = host.add(module, "misspelt")
+    assert info.status == "error"
+    assert "unknown hook 'register_attack' (did you mean 'register_attacks'?)" in info.errors[0]
+
+
+def test_missing_required_plugin_is_one_line_and_drops_its_components(monkeypatch):
+    from advframe.plugins import PluginHost
+
+    monkeypatch.delenv("ADVFRAME_STRICT_PLUGINS", raising=False)
+    module = types.ModuleType("needy")
+    module.requires = ("not_installed",)
+
+    class Needy(advframe.Defense):
+        name = "needy"
+
+    @advframe.hookimpl
+    def register_defenses(register):
+        register(Needy)
+
+    module.register_defenses = register_defenses
+    host = PluginHost()
+    host.add(module, "needy")
+    assert host.registry.get("defenses", "needy")
+    host.check_requirements()
+    assert "needy" not in host.registry.names("defenses")
+    assert host.plugins["needy"].status == "error"
+    assert "needs plugin 'not_installed'" in host.plugins["needy"].errors[-1]
 
 
 def test_import_advframe_imports_neither_typer_nor_rich():

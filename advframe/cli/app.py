@@ -11,12 +11,19 @@ import typer
 
 from advframe import plugins
 from advframe.cli import render
-from advframe.cli.options import check_all_used, params_for, parse_eps_list, parse_params
+from advframe.cli.options import parse_eps_list, parse_params
 from advframe.errors import DataError, ParameterError
+from advframe.options import resolve_attacks
 from advframe.registry import KINDS
 
-DEFAULT_MODEL = "mnist_cnn_standard"
-DEFAULT_DATASET = "mnist5k"
+
+def default_name(kind: str, option: str, use: str = "") -> str:
+    """The component a plugin declared as the default of ``kind``; an error naming ``option`` if none."""
+    name = plugins.registry().default(kind, use)
+    if name is None:
+        raise ParameterError(f"no plugin declares a default {kind[:-1]}: pass {option} NAME "
+                             f"(see 'advframe list {kind}')")
+    return name
 
 
 class Kind(str, Enum):
@@ -47,11 +54,11 @@ def load_model_and_data(model: Optional[str], dataset: Optional[str], data_dir: 
 
     if data_dir is not None and not data_dir.is_dir():
         raise DataError(f"--data-dir '{data_dir}' does not exist: pass an existing folder")
-    model_spec = model or DEFAULT_MODEL
+    model_spec = model or default_name("models", "--model")
     if dataset is None:
-        dataset = DEFAULT_DATASET
         if model is not None and model.endswith(".safetensors") and Path(model).is_file():
-            dataset = read_metadata(model).get("dataset") or DEFAULT_DATASET
+            dataset = read_metadata(model).get("dataset")
+        dataset = dataset or default_name("datasets", "--dataset")
     data = advframe.load_dataset(dataset, split=split, data_dir=data_dir)
     net = advframe.load_model(model_spec, device=device)
     name = Path(model_spec).stem if model_spec.endswith(".safetensors") else model_spec
@@ -76,7 +83,7 @@ def eval_command(
     seed: Annotated[int, typer.Option(help="Seed for random starts, targets and noise.")] = 0,
     output: Annotated[Optional[Path], typer.Option(help="Write the results document (JSON) here.")] = None,
     resume: Annotated[bool, typer.Option(help="Resume an interrupted run of the same command (needs --output).")] = False,
-    label_leaks: Annotated[bool, typer.Option(help="Measure label leaking for attacks that read the true label.")] = True,
+    label_leaks: Annotated[Optional[bool], typer.Option(help="Measure label leaking with the predicted-label twin: by default for one-step attacks that read the true label (where it happens); --label-leaks for every attack that reads it; --no-label-leaks for none.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     checks: Annotated[bool, typer.Option(help="Run the gradient-masking and attack-failure checks after the attacks.")] = True,
     devices: Annotated[int, typer.Option(help="Processes to evaluate on (batches are shared out, counts summed); also works under torchrun.")] = 1,
@@ -94,12 +101,7 @@ def eval_command(
 
     ThreatModel(norm=norm)  # validates the norm before anything slow
     grid = parse_eps_list(eps)
-    names = attack or ["iter_ll"]
-    reg = plugins.registry()
-    declared = {n: dict(getattr(reg.get("attacks", n).factory, "defaults", {})) for n in names}
-    parsed = parse_params(param)
-    check_all_used(parsed, names, declared, "attacks")
-    attacks = [advframe.get_attack(n, **params_for(n, declared[n], parsed)) for n in names]
+    specs = resolve_attacks(attack or None, parse_params(param))
     if resume and output is None:
         raise ParameterError("--resume needs --output FILE.json (the partial state is kept beside it)")
     dev = str(distributed.init_from_env(resolve_device(device)))
@@ -110,7 +112,7 @@ def eval_command(
     if state is not None and state.exists() and not resume:
         state.unlink()
     with render.progress_bar(progress and rank == 0) as cb:
-        result = advframe.evaluate(net, data, attacks=attacks, eps=grid, norm=norm, targeted=targeted, target=target,
+        result = advframe.evaluate(net, data, attacks=specs, eps=grid, norm=norm, targeted=targeted, target=target,
                                    batch_size=batch_size, limit=limit, device=dev, seed=seed,
                                    label_leaks=label_leaks, progress=cb, state_path=state, model_name=model_name)
         distributed.shutdown()
@@ -121,7 +123,7 @@ def eval_command(
         if checks:
             from advframe.checks import run_checks
 
-            run_checks(net, data, result, attacks=attacks, device=dev, seed=seed, progress=cb)
+            run_checks(net, data, result, attacks={s.name: s.attack for s in specs}, device=dev, seed=seed, progress=cb)
     doc = result.to_dict()
     render.console.print(render.eval_table(doc))
     if doc["checks"]:

@@ -9,14 +9,14 @@ import typer
 
 from advframe import plugins
 from advframe.cli import render
-from advframe.cli.options import check_all_used, params_for, parse_params
+from advframe.cli.options import parse_params
 
 
 def train_command(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors).")],
-    model: Annotated[str, typer.Option(help="Model architecture name.")] = "mnist_cnn",
-    dataset: Annotated[str, typer.Option(help="Data set name.")] = "mnist5k",
+    model: Annotated[Optional[str], typer.Option(help="Model architecture name (default: the architecture a plugin declares for training; the built-ins declare mnist_cnn).")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Data set name (default: the embedded default data set).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the data set's files.")] = None,
     defense: Annotated[str, typer.Option(help="Training procedure (see 'advframe list defenses').")] = "standard",
     param: Annotated[Optional[list[str]], typer.Option(help="Defense parameter key=value; repeatable.")] = None,
@@ -45,23 +45,28 @@ def train_command(
     from advframe import distributed
     from advframe.cli.app import resolve_device
     from advframe.cli.launch import maybe_launch
+    from advframe.params import declared_params, split_params
 
     launched = maybe_launch(ctx, devices)
     if launched is not None:
         raise typer.Exit(launched)
 
+    from advframe.cli.app import default_name
+
     reg = plugins.registry()
-    declared = dict(getattr(reg.get("defenses", defense).factory, "defaults", {}))
-    parsed = parse_params(param)
-    check_all_used(parsed, [defense], {defense: declared}, "defenses")
+    entry = reg.get("defenses", defense)
+    defense_params = split_params(parse_params(param), [defense], {defense: declared_params(entry.factory)},
+                                  "defenses")[defense]
     model_config = {k: _number(v) for k, v in parse_params(model_param).items()}
+    model = model or default_name("models", "--model", "train")
+    dataset = dataset or default_name("datasets", "--dataset")
     reg.get("models", model)
     dev = str(distributed.init_from_env(resolve_device(device)))
     rank, _ = distributed.rank_and_world()
     data = advframe.load_dataset(dataset, split="train", data_dir=data_dir)
     with render.progress_bar(progress and rank == 0) as cb:
         result = advframe.train(model, data, model_config=model_config, defense=defense,
-                                defense_params=params_for(defense, declared, parsed), epochs=epochs,
+                                defense_params=defense_params, epochs=epochs,
                                 batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
                                 weight_decay=weight_decay, schedule=schedule, seed=seed, out=out,
                                 checkpoint_every=checkpoint_every, resume=resume, device=dev, progress=cb,

@@ -9,10 +9,10 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from advframe import plugins
 from advframe.cli import render
-from advframe.cli.options import check_all_used, params_for, parse_eps_list, parse_params
+from advframe.cli.options import parse_eps_list, parse_params
 from advframe.errors import DataError, ParameterError
+from advframe.options import resolve_attacks
 
 TITLES = {"transfer_rate": "transfer rate", "error_rate": "error rate"}
 
@@ -57,10 +57,10 @@ def matrix_table(doc: dict[str, Any], attack: str, eps: float, metric: str) -> T
 def transfer_command(
     source: Annotated[list[str], typer.Option(help="Source model (name or .safetensors) the attacks see; repeatable.")],
     target: Annotated[list[str], typer.Option(help="Target model (name or .safetensors) classifying the examples; repeatable.")],
-    attack: Annotated[Optional[list[str]], typer.Option(help="Attack name; repeatable (default: fgsm, iter_basic, iter_ll).")] = None,
+    attack: Annotated[Optional[list[str]], typer.Option(help="Attack name; repeatable (default: the transfer suite a plugin declares; the built-ins declare fgsm, iter_basic, iter_ll).")] = None,
     eps: Annotated[Optional[list[str]], typer.Option(help="Perturbation budget, e.g. 0.3 or 8/255; repeatable (default: the data set's grid).")] = None,
     norm: Annotated[str, typer.Option(help="Threat-model norm: linf or l2.")] = "linf",
-    dataset: Annotated[Optional[str], typer.Option(help="Data set name (default: the first checkpoint's, else mnist5k).")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Data set name (default: the first checkpoint's, else the embedded default).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the data set's files.")] = None,
     split: Annotated[str, typer.Option(help="Data split.")] = "test",
     param: Annotated[Optional[list[str]], typer.Option(help="Attack hyper-parameter key=value or attack.key=value; repeatable.")] = None,
@@ -75,19 +75,14 @@ def transfer_command(
     """Make adversarial examples on each source, classify them with every target, print the matrices."""
     import advframe
     from advframe.checkpoint import atomic_write_text
-    from advframe.cli.app import DEFAULT_DATASET, resolve_device
+    from advframe.cli.app import default_name, resolve_device
     from advframe.report import transfer_markdown
     from advframe.threat import ThreatModel
-    from advframe.transfer import transfer
+    from advframe.transfer import default_transfer_attacks, transfer
 
     ThreatModel(norm=norm)
     grid = parse_eps_list(eps)
-    names = attack or ["fgsm", "iter_basic", "iter_ll"]
-    reg = plugins.registry()
-    declared = {n: dict(getattr(reg.get("attacks", n).factory, "defaults", {})) for n in names}
-    parsed = parse_params(param)
-    check_all_used(parsed, names, declared, "attacks")
-    attacks = [advframe.get_attack(n, **params_for(n, declared[n], parsed)) for n in names]
+    attacks = resolve_attacks(attack or default_transfer_attacks(), parse_params(param))
     if data_dir is not None and not data_dir.is_dir():
         raise DataError(f"--data-dir '{data_dir}' does not exist: pass an existing folder")
     for path, flag in ((output, "--output"), (markdown, "--markdown")):
@@ -97,7 +92,8 @@ def transfer_command(
     cache: dict[str, Any] = {}
     sources, s_names = _load_models(source, dev, cache)
     targets, t_names = _load_models(target, dev, cache)
-    data = advframe.load_dataset(dataset or _dataset_of(source + target) or DEFAULT_DATASET, split=split,
+    data = advframe.load_dataset(dataset or _dataset_of(source + target) or default_name("datasets", "--dataset"),
+                                 split=split,
                                  data_dir=data_dir)
     with render.progress_bar(progress) as cb:
         result = transfer(sources, targets, data, attacks=attacks, eps=grid, norm=norm, batch_size=batch_size,

@@ -12,13 +12,19 @@ MODELS = (MnistCNN, CifarCNN, mnist_cnn_standard, mnist_cnn_mixed_step_ll)
 
 @advframe.hookimpl
 def register_datasets(register):
-    """Register mnist5k and the MNIST / Fashion-MNIST / CIFAR-10 readers."""
+    """Register mnist5k (the embedded default data set) and the MNIST / Fashion-MNIST / CIFAR-10 readers."""
     for dataset in DATASETS:
-        register(dataset)
+        register(dataset, default=dataset is MNIST5k)
 
 
 @advframe.hookimpl
 def register_models(register):
-    """Register the small CNNs and the shipped standard-trained MNIST model."""
+    """Register the small CNNs and the shipped standard-trained MNIST model.
+
+    The embedded default: ``mnist_cnn_standard`` (shipped weights) is the model
+    ``advframe eval`` uses when none is named, ``mnist_cnn`` the architecture
+    ``advframe train`` builds when none is named.
+    """
+    defaults = {mnist_cnn_standard: True, MnistCNN: "train"}
     for model in MODELS:
-        register(model)
+        register(model, default=defaults.get(model, False))
