@@ -11,6 +11,7 @@ import torch
 
 from advframe.defense import Defense
 from advframe.hookspecs import hookimpl
+from advframe.model import Model
 
 
 class StandardTraining(Defense):
@@ -24,7 +25,7 @@ class StandardTraining(Defense):
     summary = "standard training on clean inputs with the model's own loss (no defense)"
     defaults: dict[str, Any] = {}
 
-    def training_loss(self, model: Any, x: torch.Tensor, y: torch.Tensor, step: int
+    def training_loss(self, model: Model, x: torch.Tensor, y: torch.Tensor, step: int
                       ) -> tuple[torch.Tensor, dict[str, float]]:
         outputs = model(x)
         loss = model.loss(outputs, y).mean()

@@ -6,7 +6,9 @@ from typing import Any, ClassVar
 
 import torch
 
+from advframe.model import Model
 from advframe.params import Configurable
+from advframe.threat import ThreatModel
 
 
 class Defense(Configurable):
@@ -18,10 +20,23 @@ class Defense(Configurable):
 
     summary: ClassVar[str] = ""
 
-    def setup(self, model: Any, data: Any, context: dict[str, Any]) -> None:
-        """Prepare for training ``model`` on ``data`` (``context`` holds the device, seed...)."""
+    def threat_model(self, bounds: tuple[float, float]) -> ThreatModel | None:
+        """The threat model this procedure trains against, from its own parameters.
 
-    def training_loss(self, model: Any, x: torch.Tensor, y: torch.Tensor, step: int
+        :func:`advframe.train` uses it when the caller gives none, hands the one in
+        force to :meth:`setup` as ``context["threat"]`` and stores it in checkpoints.
+        ``None`` (the default) for training that is not adversarial.
+        """
+        return None
+
+    def setup(self, model: Model, data: Any, context: dict[str, Any]) -> None:
+        """Prepare for training ``model`` on ``data``.
+
+        ``context`` holds the device, seed, epochs, steps, batch size, rank and the
+        threat model in force (``"threat"``: a :class:`ThreatModel` or None).
+        """
+
+    def training_loss(self, model: Model, x: torch.Tensor, y: torch.Tensor, step: int
                       ) -> tuple[torch.Tensor, dict[str, float]]:
         """The scalar loss to minimise on this minibatch, and statistics to show.
 

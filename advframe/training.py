@@ -41,8 +41,9 @@ from advframe.checkpoint import load_checkpoint, save_checkpoint
 from advframe.dataset import LabeledData
 from advframe.defense import Defense
 from advframe.errors import CheckpointError, ParameterError
-from advframe.model import as_model, model_config
+from advframe.model import Model, as_model, model_config
 from advframe.progress import ProgressCallback, emit
+from advframe.threat import ThreatModel
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCHEDULES = ("none", "cosine", "step")
@@ -126,7 +127,7 @@ def close_epoch(history: list[dict[str, float]], sums: dict[str, float], epoch: 
     sums.clear()
 
 
-def train_step(model: Any, defense: Defense, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+def train_step(model: Model, defense: Defense, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                y: torch.Tensor, step: int, scale: float = 1.0, amp: bool = False) -> tuple[float, dict[str, float]]:
     """One minibatch: the defense's loss, backward, optimiser step.
 
@@ -244,12 +245,14 @@ def _resolve_defense(defense: Defense | str, params: dict[str, Any] | None) -> D
     return defense
 
 
-def _threat_dict(threat: Any) -> dict[str, Any] | None:
-    if threat is None:
-        return None
+def _threat(threat: ThreatModel | dict[str, Any] | None, defense: Defense, data: Any) -> ThreatModel | None:
+    """The threat model in force: the caller's, else the one the defense trains against."""
     if isinstance(threat, dict):
+        return ThreatModel.from_dict(threat)
+    if threat is not None:
         return threat
-    return threat.to_dict()
+    lo, hi = getattr(data, "bounds", (0.0, 1.0))
+    return defense.threat_model((float(lo), float(hi)))
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -370,7 +373,8 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
     n = len(data)
     per_epoch = math.ceil(n / batch_size)
     total = per_epoch * epochs
-    threat_d = _threat_dict(threat)
+    threat_model = _threat(threat, dfn, data)
+    threat_d = threat_model.to_dict() if threat_model is not None else None
     args = {"epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "momentum": momentum,
             "weight_decay": weight_decay, "schedule": schedule, "seed": seed, "examples": n,
             "checkpoint_every": checkpoint_every, "world_size": world, "amp": amp}
@@ -384,7 +388,7 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
     history: list[dict[str, float]] = []
     sums: dict[str, float] = {}
     dfn.setup(net, data, {"device": dev, "seed": seed, "epochs": epochs, "steps_per_epoch": per_epoch,
-                          "total_steps": total, "threat": threat, "batch_size": batch_size, "rank": rank,
+                          "total_steps": total, "threat": threat_model, "batch_size": batch_size, "rank": rank,
                           "world_size": world})
     if resume and path is not None and path.exists():
         expect = {"model": name, "model_config": cfg, "defense": defense_name,

@@ -97,7 +97,8 @@ class Noisy(Classifier):
 
 
 def evaluate_and_check(model, data, attacks=ATTACKS, eps=EPS, label_leaks=True, **kwargs):
-    result = advframe.evaluate(model, data, attacks=attacks, eps=eps, params=FAST, limit=SUBSET, batch_size=SUBSET,
+    params = {name: p for name, p in FAST.items() if name in attacks}
+    result = advframe.evaluate(model, data, attacks=attacks, eps=eps, params=params, limit=SUBSET, batch_size=SUBSET,
                                label_leaks=label_leaks)
     checks = run_checks(model, data, result, subset=SUBSET, **kwargs)
     return result, {c.name: c for c in checks}

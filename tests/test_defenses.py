@@ -111,7 +111,7 @@ def test_pgd_at_trains_on_pgd_points_inside_the_ball():
     d = advframe.get_defense("pgd_at", eps=0.1, steps=5, step_size=0.05)
     d.setup(model, data, {"seed": 3})
     loss, stats = d.training_loss(model, x, y, 4)
-    x_adv = d.adversary(4)(model, x, y, d.threat)  # the same seeded adversary
+    x_adv = d.adversary(4).attack(model, x, y, d.threat)  # the same seeded adversary
     assert ThreatModel(eps=0.1).audit(x_adv, x).ok
     with torch.no_grad():
         expected = F.cross_entropy(model(x_adv), y)
@@ -129,7 +129,7 @@ def test_pgd_at_eps_warm_up_grows_linearly_to_eps():
     for step, radius in ((0, 0.05), (1, 0.1), (5, 0.2)):
         loss, _ = d.training_loss(model, x, y, step)
         # the loss is that of PGD points in the ball of radius eps·ramp, with the step scaled alike
-        x_adv = d.adversary(step)(model, x, y, d.threat.with_eps(radius))
+        x_adv = d.adversary(step).attack(model, x, y, d.threat.with_eps(radius))
         assert float((x_adv - x).abs().max()) == pytest.approx(radius, abs=1e-6)
         with torch.no_grad():
             assert float(loss.detach()) == pytest.approx(float(F.cross_entropy(model(x_adv), y)), rel=1e-6)

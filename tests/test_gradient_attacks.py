@@ -6,6 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from advframe_gradient._ops import kurakin_steps
+from advframe_gradient.iterative import IterBasic, IterLL
+from advframe_gradient.momentum import MIM
+from advframe_gradient.noise import RandNormal, RandSign
+from advframe_gradient.one_step import FGSM, FastGradL2, FastGradLinf, StepLL, StepRnd
+from advframe_gradient.pgd import PGD
 from torch import nn
 
 import advframe
@@ -13,12 +19,6 @@ import advframe.plugins
 from advframe.errors import ParameterError
 from advframe.model import Classifier
 from advframe.threat import ThreatModel
-from advframe_gradient._ops import kurakin_steps
-from advframe_gradient.iterative import IterBasic, IterLL
-from advframe_gradient.momentum import MIM
-from advframe_gradient.noise import RandNormal, RandSign
-from advframe_gradient.one_step import FGSM, FastGradL2, FastGradLinf, StepLL, StepRnd
-from advframe_gradient.pgd import PGD
 
 
 def linear_model(d: int = 12, k: int = 4, seed: int = 0) -> Classifier:
@@ -182,12 +182,14 @@ def test_targeted_iterative_attacks_spend_exactly_their_steps():
 def test_one_step_grid_costs_one_gradient(name):
     params = {"seed": 1} if name == "step_rnd" else {}
     attack = advframe.get_attack(name, **params)
-    assert attack.one_step
     model = Counting(mlp())
     x, y = torch.rand(8, 10), torch.randint(0, 5, (8,))
     threats = [ThreatModel(attack.norms[0], e, (0.0, 1.0)) for e in (0.0, 0.05, 0.1, 0.3)]
-    advs = attack.perturb_grid(model, x, y, threats)
+    crafted = attack.grid(model, x, y, threats)
     assert model.backwards == 1 and model.forwards == 1 and attack.gradient_evaluations == 1
+    # the one gradient is booked as an equal share to each eps, and said to be shared
+    assert [c.gradient_evaluations for c in crafted] == [0.25] * 4 and all(c.shared for c in crafted)
+    advs = [c.x_adv for c in crafted]
     assert len(advs) == 4
     torch.testing.assert_close(advs[0], x)
     for threat, adv in zip(threats, advs):  # each grid point equals the single-eps attack
@@ -198,9 +200,10 @@ def test_one_step_grid_of_zero_eps_spends_nothing():
     model = Counting(mlp())
     attack = FGSM()
     x = torch.rand(3, 10)
-    advs = attack.perturb_grid(model, x, torch.zeros(3, dtype=torch.long), [ThreatModel("linf", 0.0)] * 2)
+    crafted = attack.grid(model, x, torch.zeros(3, dtype=torch.long), [ThreatModel("linf", 0.0)] * 2)
     assert model.forwards == 0 and attack.gradient_evaluations == 0
-    torch.testing.assert_close(advs[1], x)
+    assert [c.gradient_evaluations for c in crafted] == [0.0, 0.0]
+    torch.testing.assert_close(crafted[1].x_adv, x)
 
 
 def test_iter_ll_targets_least_likely_class_of_clean_input():

@@ -10,19 +10,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from advframe.checks.base import (ATHALYE, CARLINI, KURAKIN, NOT_APPLICABLE, PASS, WARN, Check, Context, cite,
-                                  join)
+from advframe import plugins
+from advframe.checks.base import ATHALYE, CARLINI, KURAKIN, NOT_APPLICABLE, PASS, WARN, Check, Context, cite, join
 from advframe.checks.probe import AttackUnavailable
 from advframe.checks.stats import BOUND_TEXT, Excess, excess, pct
 
-#: Pairs (iterative, its one-step counterpart) of Kurakin et al. 2017 compared at equal eps.
-ITERATIVE_PAIRS: tuple[tuple[str, str], ...] = (("iter_basic", "fgsm"), ("iter_ll", "step_ll"))
-#: Random-noise baselines: not white-box attacks.
-NOISE_ATTACKS: tuple[str, ...] = ("rand_sign", "rand_normal")
-#: The noise baseline a white-box attack must beat.
-NOISE_BASELINE = "rand_sign"
-#: One-step attacks that read the true label (label leaking, Kurakin §4.2).
-LEAK_ATTACKS: tuple[str, ...] = ("fgsm", "fast_grad_linf", "fast_grad_l2")
+
+def iterative_pairs() -> list[tuple[str, str]]:
+    """``(iterative, its one-step counterpart)``: every attack declaring ``one_step_counterpart``."""
+    return [(e.name, e.trait("one_step_counterpart")) for e in plugins.registry().entries["attacks"].values()
+            if e.trait("one_step_counterpart")]
+
+
+def noise_attacks() -> set[str]:
+    """Attacks that declare they are random-noise baselines (not white-box attacks)."""
+    return {e.name for e in plugins.registry().with_trait("attacks", "noise_baseline")}
+
+
+def noise_baseline(norm: str) -> str | None:
+    """The first registered noise baseline of ``norm`` (built-ins register first)."""
+    for e in plugins.registry().with_trait("attacks", "noise_baseline"):
+        if norm in e.trait("norms", ()):
+            return e.name
+    return None
+
+
+def leak_attacks() -> list[str]:
+    """Attacks that declare ``leaks_labels`` (one-step true-label attacks, Kurakin §4.2)."""
+    return [e.name for e in plugins.registry().with_trait("attacks", "leaks_labels")]
 
 
 def _n(run: dict[str, Any]) -> int:
@@ -119,20 +134,15 @@ def monotone_in_eps(ctx: Context) -> Check:
 PROBE_STEPS = 10
 
 
-def _probe_overrides(eps: float) -> dict[str, Any]:
-    """A cheap schedule for iterative attacks run on the probe: 10 steps of eps / 4."""
-    return {"steps": PROBE_STEPS, "alpha": eps / 4, "step_size": eps / 4}
-
-
 def _side(ctx: Context, attack: str, eps: float) -> tuple[float, int, str]:
-    """``(top1, n, where)`` of ``attack`` at ``eps``: the evaluation's run, else the probe."""
+    """``(top1, n, where)`` of ``attack`` at ``eps``: the evaluation's run, else the probe
+    (an iterative attack with its own cheap schedule: 10 steps of eps / 4)."""
     run = ctx.run_of(attack, eps)
     if run is not None:
         return run["top1"], _n(run), "evaluation"
-    built = ctx.probe.build(attack, _probe_overrides(eps))
-    steps = built.params.get("steps")
-    res = ctx.probe.attack(attack, eps, overrides=_probe_overrides(eps))
-    how = f"probe, {steps} steps of eps/4" if steps is not None else "probe"
+    cheap = ctx.probe.schedule(attack, PROBE_STEPS, eps / 4)
+    res = ctx.probe.attack(attack, eps, overrides=cheap or {})
+    how = f"probe, {PROBE_STEPS} steps of eps/4" if cheap is not None else "probe"
     return res.top1, ctx.probe.n, how
 
 
@@ -173,14 +183,18 @@ def _params(ctx: Context, attack: str) -> dict[str, Any] | None:
 def iterative_beats_one_step(ctx: Context) -> Check:
     """An iterative attack must be at least as strong as its one-step counterpart.
 
-    Pairs: iter_basic vs fgsm and iter_ll vs step_ll, at equal eps. Uses the runs where
+    Pairs: every attack declaring a ``one_step_counterpart`` (iter_basic vs fgsm and
+    iter_ll vs step_ll among the built-ins), at equal eps. Uses the runs where
     the evaluation ran both at an eps; otherwise takes the side the evaluation ran and
     runs the other on the probe (iterative attacks with a cheap schedule of 10 steps of
     eps / 4), at the largest eps the evaluation ran either attack (else its largest eps).
     """
     name, source = "iterative_beats_one_step", cite(ATHALYE, KURAKIN)
     sentences, warn, unavailable = [], False, []
-    for strong, weak in ITERATIVE_PAIRS:
+    pairs = iterative_pairs()
+    if not pairs:
+        return Check(name, NOT_APPLICABLE, "No plugin registers an attack declaring a one_step_counterpart.", source)
+    for strong, weak in pairs:
         try:
             rows, where = _pair_accuracies(ctx, strong, weak)
         except AttackUnavailable as exc:
@@ -203,7 +217,8 @@ def iterative_beats_one_step(ctx: Context) -> Check:
 
 def _whitebox_best(ctx: Context) -> dict[str, Any] | None:
     """The strongest untargeted white-box run at the evaluation's largest white-box eps."""
-    wb = [r for r in ctx.runs() if r["attack"] not in NOISE_ATTACKS and r["eps"] > 0]
+    noise = noise_attacks()
+    wb = [r for r in ctx.runs() if r["attack"] not in noise and r["eps"] > 0]
     if not wb:
         return None
     eps = max(r["eps"] for r in wb)
@@ -211,26 +226,30 @@ def _whitebox_best(ctx: Context) -> dict[str, Any] | None:
 
 
 def whitebox_beats_noise(ctx: Context) -> Check:
-    """The strongest white-box attack must beat random sign noise (rand_sign) at equal eps.
+    """The strongest white-box attack must beat random noise at equal eps.
 
-    Compared at the evaluation's largest white-box eps; rand_sign comes from the runs
-    when the evaluation ran it there, else from the probe.
+    The noise is the first registered attack declaring ``noise_baseline`` for the norm
+    (rand_sign among the built-ins). Compared at the evaluation's largest white-box eps;
+    the noise comes from the runs when the evaluation ran it there, else from the probe.
     """
     name, source = "whitebox_beats_noise", cite(ATHALYE, CARLINI)
     best = _whitebox_best(ctx)
     if best is None:
         return Check(name, NOT_APPLICABLE, "The evaluation ran no untargeted white-box attack at eps above 0.", source)
     eps = best["eps"]
-    noise = ctx.run_of(NOISE_BASELINE, eps)
+    baseline = noise_baseline(ctx.norm)
+    if baseline is None:
+        return Check(name, NOT_APPLICABLE, f"No plugin registers a noise baseline for norm {ctx.norm}.", source)
+    noise = ctx.run_of(baseline, eps)
     if noise is not None:
         pn, nn_, where = noise["top1"], _n(noise), "from the evaluation's runs"
     else:
         try:
-            run = ctx.probe.attack(NOISE_BASELINE, eps)
+            run = ctx.probe.attack(baseline, eps)
         except AttackUnavailable as exc:
-            return Check(name, NOT_APPLICABLE, join([f"Could not run {NOISE_BASELINE}: {exc}"]), source)
+            return Check(name, NOT_APPLICABLE, join([f"Could not run {baseline}: {exc}"]), source)
         pn, nn_, where = run.top1, ctx.probe.n, ctx.on_probe
-    return _versus_baseline(name, source, best, f"{NOISE_BASELINE} noise {where}", pn, nn_,
+    return _versus_baseline(name, source, best, f"{baseline} noise {where}", pn, nn_,
                             "Random noise beating the gradient means the gradient does not point to adversarial "
                             "examples: masked gradients")
 
@@ -269,12 +288,14 @@ def whitebox_beats_transfer(ctx: Context) -> Check:
 def label_leaking(ctx: Context) -> Check:
     """Accuracy under a one-step true-label attack must not exceed clean accuracy.
 
-    Uses the evaluation's fgsm (or fast_grad_*) runs, with their label-leak counts;
-    otherwise runs fgsm on the probe over the evaluation's eps grid.
+    Uses the evaluation's runs of attacks declaring ``leaks_labels`` (fgsm, fast_grad_*
+    among the built-ins), with their label-leak counts; otherwise runs the first such
+    attack of the evaluation's norm on the probe over the evaluation's eps grid.
     """
     name, source = "label_leaking", cite(f"{KURAKIN} §4.2")
     result = ctx.result
-    runs = [r for r in ctx.runs() if r["attack"] in LEAK_ATTACKS and r["eps"] > 0]
+    leaky = leak_attacks()
+    runs = [r for r in ctx.runs() if r["attack"] in leaky and r["eps"] > 0]
     rows: list[tuple[str, float, float, int, float, int, Any]] = []
     where = "from the evaluation's runs"
     if runs:
@@ -282,12 +303,16 @@ def label_leaking(ctx: Context) -> Check:
                 for r in runs]
     elif ctx.grid:
         where = ctx.on_probe
+        first = next((a for a in leaky if ctx.norm in plugins.registry().get("attacks", a).trait("norms", ())), None)
+        if first is None:
+            return Check(name, NOT_APPLICABLE, f"No plugin registers a label-leaking attack for norm {ctx.norm}.",
+                         source)
         try:
             for eps in ctx.grid:
-                run = ctx.probe.attack(LEAK_ATTACKS[0], eps)
-                rows.append((LEAK_ATTACKS[0], eps, run.top1, ctx.probe.n, ctx.probe.clean_top1, ctx.probe.n, None))
+                run = ctx.probe.attack(first, eps)
+                rows.append((first, eps, run.top1, ctx.probe.n, ctx.probe.clean_top1, ctx.probe.n, None))
         except AttackUnavailable as exc:
-            return Check(name, NOT_APPLICABLE, join([f"Could not run {LEAK_ATTACKS[0]}: {exc}"]), source)
+            return Check(name, NOT_APPLICABLE, join([f"Could not run {first}: {exc}"]), source)
     else:
         return Check(name, NOT_APPLICABLE, "The evaluation has no eps above 0.", source)
     leaks, worst = [], None
@@ -300,9 +325,11 @@ def label_leaking(ctx: Context) -> Check:
     e, attack, eps, leak_count = worst
     counts = f"; label leaks counted by the evaluation: {leak_count}" if leak_count is not None else ""
     if leaks:
+        twin = plugins.registry().get("attacks", attack).trait("label_free_twin") if attack in leaky else None
+        instead = f" ({twin})" if twin else ""
         return Check(name, WARN, join([f"Checked {len(rows)} run(s) {where}"] + leaks +
                                       ["The attack reveals the true label instead of hiding it (label leaking): "
-                                       "report attacks on the predicted label (fgsm_pred, step_ll) instead"]), source)
+                                       f"report attacks on the predicted label{instead} instead"]), source)
     return Check(name, PASS, join([f"Checked {len(rows)} one-step true-label run(s) {where}; none is above the clean "
                                    f"top-1 beyond noise ({BOUND_TEXT}); closest: {attack} at eps {eps:g}, "
                                    f"top-1 {pct(e.p1)} vs clean {pct(e.p2)} ({e.describe()}){counts}"]), source)

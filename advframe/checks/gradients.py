@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from advframe import plugins
 from advframe.checks.base import ATHALYE, ATHALYE_EOT, CARLINI, CROCE, NOT_APPLICABLE, PASS, WARN, Check, Context, cite
 from advframe.checks.probe import AttackUnavailable
 from advframe.checks.stats import pct
@@ -18,17 +19,10 @@ GRADIENT_THRESHOLD = 0.05
 OUTPUT_TOLERANCE = 1e-4
 #: Warn when an attack with eps covering the whole input range leaves more accuracy than this.
 UNBOUNDED_THRESHOLD = 0.05
-#: Attacks tried, in order, for the unbounded check: a gradient attack without random
-#: start and few large steps. Steps and step size (a fraction of the input range) are
-#: set when the attack declares those parameters.
-UNBOUNDED_ATTACKS: tuple[str, ...] = ("iter_basic", "pgd")
+#: The unbounded check runs the attack with this many steps of this fraction of the input
+#: range, through the attack's own ``probe_params`` (deterministic: no random start).
 UNBOUNDED_STEPS = 10
 UNBOUNDED_STEP_FRACTION = 0.1
-
-
-def _unbounded_overrides(span: float) -> dict[str, object]:
-    step = UNBOUNDED_STEP_FRACTION * span
-    return {"steps": UNBOUNDED_STEPS, "alpha": step, "step_size": step, "random_start": False, "restarts": 1}
 
 
 def gradient_health(ctx: Context) -> Check:
@@ -110,29 +104,34 @@ def deterministic_predictions(ctx: Context) -> Check:
 def unbounded_attack_wins(ctx: Context) -> Check:
     """An attack whose eps spans the whole input range must drive accuracy to about zero.
 
-    Runs the first registered of :data:`UNBOUNDED_ATTACKS` (iter_basic, else pgd without
-    random start; 10 steps of 10 % of the input range) with linf eps = hi - lo on the probe; warns when top-1 stays above
-    :data:`UNBOUNDED_THRESHOLD` (5 %).
+    Runs the first registered attack declaring ``unbounded_probe`` that supports linf
+    (iter_basic, else pgd among the built-ins), with its own ``probe_params`` for 10
+    deterministic steps of 10 % of the input range, at linf eps = hi - lo on the probe;
+    warns when top-1 stays above :data:`UNBOUNDED_THRESHOLD` (5 %).
     """
     name, source = "unbounded_attack_wins", cite(ATHALYE, CARLINI)
     probe = ctx.probe
     lo, hi = probe.bounds
     eps = hi - lo
+    step = UNBOUNDED_STEP_FRACTION * eps
     tried = []
-    overrides = _unbounded_overrides(eps)
-    for attack in UNBOUNDED_ATTACKS:
+    for entry in plugins.registry().with_trait("attacks", "unbounded_probe"):
+        attack = entry.name
         try:
-            run = probe.attack(attack, eps, overrides=overrides, norm="linf")
+            if "linf" not in entry.trait("norms", ()):
+                raise AttackUnavailable(f"attack '{attack}' has no linf norm")
+            overrides = probe.schedule(attack, UNBOUNDED_STEPS, step)
+            run = probe.attack(attack, eps, overrides=overrides or {}, norm="linf")
         except AttackUnavailable as exc:
             tried.append(str(exc))
             continue
-        used = probe.build(attack, overrides).params
-        steps, step = used.get("steps"), used.get("alpha", used.get("step_size"))
-        how = attack + (f" ({steps} steps of {step:g})" if steps is not None and step is not None else "")
+        how = attack + (f" ({UNBOUNDED_STEPS} steps of {step:g})" if overrides is not None else "")
         text = (f"{how} with linf eps = {eps:g} (the whole input range [{lo:g}, {hi:g}]) {ctx.on_probe} leaves "
                 f"top-1 {pct(run.top1)} (clean {pct(probe.clean_top1)}; warn above {pct(UNBOUNDED_THRESHOLD)}).")
         if run.top1 > UNBOUNDED_THRESHOLD:
             return Check(name, WARN, text + " An unbounded attack can reach any input; if it fails, the attack "
                                             "gets no useful gradient (masked gradients) or is broken.", source)
         return Check(name, PASS, text, source)
+    if not tried:
+        tried.append("no plugin registers an attack declaring unbounded_probe")
     return Check(name, NOT_APPLICABLE, "No unbounded attack could run: " + "; ".join(tried) + ".", source)

@@ -7,13 +7,13 @@ one forward pass of the generator, so it spends no gradient evaluation.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from advframe.attack import Attack
 from advframe.checkpoint import load_checkpoint
 from advframe.errors import CheckpointError, ParameterError
+from advframe.model import Model
 from advframe.threat import ThreatModel
 from advframe_advnet.generators import Generator, build_generator
 
@@ -81,7 +81,7 @@ class GeneratorAttack(Attack):
         self.norms = (self.gen.norm,)
         self.uses_true_label = self.gen.reads_label
 
-    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+    def perturb(self, model: Model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 target: torch.Tensor | None) -> torch.Tensor:
         shape = (self.gen.channels, self.gen.image_size, self.gen.image_size)
         if tuple(x.shape[1:]) != shape:

@@ -11,11 +11,12 @@ from advframe import distributed
 from advframe.defense import Defense
 from advframe.distributed import unwrap
 from advframe.errors import CheckpointError, ParameterError
+from advframe.model import Model
 from advframe.params import check_int, check_range
 from advframe.training import flatten_optimizer, unflatten_optimizer
 from advframe_advnet.generators import KINDS, NORMS, Generator, generator_for
-from advframe_advnet.objective import (classifier_loss_exact, classifier_loss_finite_difference,
-                                       generator_gradient, generator_params)
+from advframe_advnet.objective import (classifier_loss_exact, classifier_loss_finite_difference, generator_gradient,
+                                       generator_params)
 
 HVP_MODES = ("finite_difference", "exact")
 G_OPTIMIZERS = ("adam", "sgd")
@@ -117,7 +118,7 @@ class AdversarialNetworks(Defense):
         return float(self.h) if self.h is not None else float(self.g_lr) / 10.0
 
     # -- set-up -----------------------------------------------------------------------------
-    def setup(self, model: Any, data: Any, context: dict[str, Any]) -> None:
+    def setup(self, model: Model, data: Any, context: dict[str, Any]) -> None:
         self.bounds = tuple(float(b) for b in getattr(data, "bounds", (0.0, 1.0)))
         self.seed = int(context.get("seed", 0))
         self.device = torch.device(context.get("device", "cpu"))
@@ -137,7 +138,7 @@ class AdversarialNetworks(Defense):
         else:
             self.g_opt = torch.optim.SGD(params, lr=float(self.g_lr), momentum=float(self.g_momentum))
 
-    def _ensure(self, core: Any, x: torch.Tensor) -> Generator:
+    def _ensure(self, core: Model, x: torch.Tensor) -> Generator:
         if self.gen is None:
             if not hasattr(self, "bounds"):
                 self.setup(core, None, {"device": x.device})
@@ -152,7 +153,7 @@ class AdversarialNetworks(Defense):
         rank, world = distributed.rank_and_world()
         return (self.seed * 1_000_003 + step * 7_919 + salt * 131 + rank) % (2 ** 62)
 
-    def generator_steps(self, core: Any, gen: Generator, x: torch.Tensor, y: torch.Tensor, step: int) -> float:
+    def generator_steps(self, core: Model, gen: Generator, x: torch.Tensor, y: torch.Tensor, step: int) -> float:
         """``g_steps`` ascent steps of G on F, the classifier fixed (eval mode); the last adversarial loss."""
         reduce = reduce_mean(x.shape[0])
         params = generator_params(gen)
@@ -171,7 +172,7 @@ class AdversarialNetworks(Defense):
             self.g_opt.zero_grad(set_to_none=True)
         return last
 
-    def training_loss(self, model: Any, x: torch.Tensor, y: torch.Tensor, step: int
+    def training_loss(self, model: Model, x: torch.Tensor, y: torch.Tensor, step: int
                       ) -> tuple[torch.Tensor, dict[str, float]]:
         core = unwrap(model)
         gen = self._ensure(core, x)

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from advframe.model import Model
 from advframe_advnet.generators import Generator
 
 Reduce = Callable[[list[torch.Tensor]], list[torch.Tensor]]
@@ -44,7 +45,7 @@ def generator_params(gen: Generator) -> list[torch.nn.Parameter]:
     return [p for p in gen.parameters() if p.requires_grad]
 
 
-def generator_gradient(core: Any, gen: Generator, x: torch.Tensor, y: torch.Tensor, eps: float,
+def generator_gradient(core: Model, gen: Generator, x: torch.Tensor, y: torch.Tensor, eps: float,
                        bounds: tuple[float, float], lam: float, noise_seed: int | None
                        ) -> tuple[list[torch.Tensor], float, torch.Tensor]:
     """``∇_ψ F`` (only the adversarial term of F depends on ψ), that term's mean loss, and
@@ -76,12 +77,12 @@ def shifted(params: Sequence[torch.nn.Parameter], direction: Sequence[torch.Tens
                 p.copy_(s)
 
 
-def _split_means(core: Any, outputs: torch.Tensor, y: torch.Tensor, parts: int) -> list[torch.Tensor]:
+def _split_means(core: Model, outputs: torch.Tensor, y: torch.Tensor, parts: int) -> list[torch.Tensor]:
     per = core.loss(outputs, y.repeat(parts))
     return list(per.view(parts, -1).mean(dim=1))
 
 
-def classifier_loss_finite_difference(model: Any, core: Any, gen: Generator, x: torch.Tensor, y: torch.Tensor,
+def classifier_loss_finite_difference(model: Model, core: Model, gen: Generator, x: torch.Tensor, y: torch.Tensor,
                                       eps: float, bounds: tuple[float, float], lam: float, gamma: float, h: float,
                                       noise_seed: int | None = None, reduce: Reduce = _identity
                                       ) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -133,7 +134,7 @@ def classifier_loss_finite_difference(model: Any, core: Any, gen: Generator, x: 
                   "outputs": outputs[:2 * n].detach()}
 
 
-def classifier_loss_exact(model: Any, core: Any, gen: Generator, x: torch.Tensor, y: torch.Tensor, eps: float,
+def classifier_loss_exact(model: Model, core: Model, gen: Generator, x: torch.Tensor, y: torch.Tensor, eps: float,
                           bounds: tuple[float, float], lam: float, gamma: float, noise_seed: int | None = None
                           ) -> tuple[torch.Tensor, dict[str, Any]]:
     """``F + (γ/2)‖∇_ψ F‖²`` with the gradient norm differentiated by double backpropagation.

@@ -19,8 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from advframe import plugins
 from advframe.distributed import unwrap  # noqa: F401  (re-exported for the defenses here)
+from advframe.engine import AttackSpec
 from advframe.errors import ParameterError
+from advframe.model import Model
 from advframe.params import check_range  # noqa: F401  (re-exported for the defenses here)
 from advframe.threat import ThreatModel
 
@@ -72,7 +75,7 @@ def project_per_example(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor,
     return (x + delta).clamp(bounds[0], bounds[1])
 
 
-def one_step_per_example(attack: Any, model: Any, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
+def one_step_per_example(attack: Any, model: Model, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
                          bounds: tuple[float, float]) -> torch.Tensor:
     """One-step adversarial examples with a radius per example, from ONE gradient at ``x``.
 
@@ -83,7 +86,7 @@ def one_step_per_example(attack: Any, model: Any, x: torch.Tensor, y: torch.Tens
     Raises:
         ParameterError: if the attack is not a one-step attack with an ε-free direction.
     """
-    if not (getattr(attack, "one_step", False) and callable(getattr(attack, "direction", None))):
+    if not is_one_step(attack):
         raise ParameterError(f"attack '{getattr(attack, 'name', attack)}' is not a one-step attack with an "
                              f"eps-free direction: use fgsm, fgsm_pred, step_ll, step_rnd, fast_entropy, ...")
     norm = attack.norms[0]
@@ -96,13 +99,26 @@ def one_step_per_example(attack: Any, model: Any, x: torch.Tensor, y: torch.Tens
                                norm, bounds)
 
 
+def is_one_step(attack: Any) -> bool:
+    """Whether ``attack`` is a one-step attack of the gradient plugin (an eps-free direction)."""
+    from advframe_gradient.one_step import OneStepAttack
+
+    return isinstance(attack, OneStepAttack)
+
+
+def attack_spec(name: str, **params: Any) -> AttackSpec:
+    """A registered attack, built with ``params``, as the engine takes it."""
+    entry = plugins.registry().get("attacks", name)
+    return AttackSpec(name, plugins.registry().build("attacks", name, **params), entry.plugin)
+
+
 def data_bounds(data: Any) -> tuple[float, float]:
     """The valid input range of the training data (default (0, 1))."""
     lo, hi = getattr(data, "bounds", (0.0, 1.0))
     return float(lo), float(hi)
 
 
-def accuracy(outputs: torch.Tensor, y: torch.Tensor, model: Any) -> float:
+def accuracy(outputs: torch.Tensor, y: torch.Tensor, model: Model) -> float:
     """Top-1 accuracy of ``outputs`` by the model's decision rule (NaN for an empty batch)."""
     if y.numel() == 0:
         return float("nan")

@@ -9,9 +9,11 @@ import torch
 
 from advframe import distributed
 from advframe.defense import Defense
+from advframe.engine import craft_audited
 from advframe.errors import ParameterError
+from advframe.model import Model
 from advframe.threat import ThreatModel
-from advframe_advtrain._common import accuracy, check_range, data_bounds, eval_mode, unwrap
+from advframe_advtrain._common import accuracy, attack_spec, check_range, data_bounds, eval_mode, unwrap
 
 
 def _split_names(text: str) -> list[str]:
@@ -54,15 +56,18 @@ class EnsembleAdversarialTraining(Defense):
         if not _split_names(self.attacks):
             raise ParameterError(f"{owner}: give at least one attack in attacks=fgsm_pred,step_ll")
 
-    def setup(self, model: Any, data: Any, context: dict[str, Any]) -> None:
-        from advframe.api import get_attack, load_model
+    def threat_model(self, bounds: tuple[float, float]) -> ThreatModel:
+        return ThreatModel(norm="linf", eps=float(self.eps), bounds=bounds)
+
+    def setup(self, model: Model, data: Any, context: dict[str, Any]) -> None:
+        from advframe.api import load_model
 
         device = context.get("device", "cpu")
         self.bounds = data_bounds(data)
-        self.threat = ThreatModel(norm="linf", eps=float(self.eps), bounds=self.bounds)
-        self.attack_objects = [get_attack(a) for a in _split_names(self.attacks)]
+        self.threat = context.get("threat") or self.threat_model(self.bounds)
+        self.attack_objects = [attack_spec(a) for a in _split_names(self.attacks)]
         for a in self.attack_objects:
-            a.check_threat(self.threat, None)
+            a.attack.check_threat(self.threat, None)
         self.static_models = []
         for spec in _split_names(self.sources):
             static = load_model(spec, device=device)
@@ -70,21 +75,21 @@ class EnsembleAdversarialTraining(Defense):
                 p.requires_grad_(False)
             self.static_models.append(static)
 
-    def source(self, core: Any, step: int) -> Any:
+    def source(self, core: Model, step: int) -> Any:
         """The model whose adversarial examples enlarge minibatch ``step``."""
         pool: list[Any] = list(self.static_models)
         if self.include_current or not pool:
             pool.append(core)
         return pool[step % len(pool)]
 
-    def training_loss(self, model: Any, x: torch.Tensor, y: torch.Tensor, step: int
+    def training_loss(self, model: Model, x: torch.Tensor, y: torch.Tensor, step: int
                       ) -> tuple[torch.Tensor, dict[str, float]]:
         core = unwrap(model)
         if not hasattr(self, "attack_objects"):
             self.setup(model, None, {})
         src = self.source(core, step)
         with eval_mode(src):
-            advs = [attack(src, x, y, self.threat).detach() for attack in self.attack_objects]
+            advs = [craft_audited(src, x, y, spec, self.threat) for spec in self.attack_objects]
         n, a = x.shape[0], len(advs)
         outputs = model(torch.cat([x, *advs]))
         per = core.loss(outputs, y.repeat(a + 1))

@@ -7,8 +7,10 @@ from typing import Any
 import torch
 
 from advframe.defense import Defense
+from advframe.engine import craft_audited
+from advframe.model import Model
 from advframe.threat import ThreatModel
-from advframe_advtrain._common import accuracy, check_range, data_bounds, eval_mode, unwrap
+from advframe_advtrain._common import accuracy, attack_spec, check_range, data_bounds, eval_mode, unwrap
 
 
 class FGSMAdversarialTraining(Defense):
@@ -41,20 +43,21 @@ class FGSMAdversarialTraining(Defense):
         owner = f"defense '{self.name}'"
         check_range(owner, alpha=(self.alpha, 0.0, 1.0), eps=(self.eps, 0.0, float("inf")))
 
-    def setup(self, model: Any, data: Any, context: dict[str, Any]) -> None:
-        from advframe.api import get_attack
+    def threat_model(self, bounds: tuple[float, float]) -> ThreatModel:
+        return ThreatModel(norm="linf", eps=float(self.eps), bounds=bounds)
 
+    def setup(self, model: Model, data: Any, context: dict[str, Any]) -> None:
         self.bounds = data_bounds(data)
-        self.threat = ThreatModel(norm="linf", eps=float(self.eps), bounds=self.bounds)
-        self.attack = get_attack("fgsm")
+        self.threat = context.get("threat") or self.threat_model(self.bounds)
+        self.attack = attack_spec("fgsm")
 
-    def training_loss(self, model: Any, x: torch.Tensor, y: torch.Tensor, step: int
+    def training_loss(self, model: Model, x: torch.Tensor, y: torch.Tensor, step: int
                       ) -> tuple[torch.Tensor, dict[str, float]]:
         core = unwrap(model)
         if not hasattr(self, "attack"):
             self.setup(model, None, {})
         with eval_mode(core):
-            x_adv = self.attack(core, x, y, self.threat).detach()
+            x_adv = craft_audited(core, x, y, self.attack, self.threat)
         n = x.shape[0]
         outputs = model(torch.cat([x, x_adv]))
         per = core.loss(outputs, torch.cat([y, y]))

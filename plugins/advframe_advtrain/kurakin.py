@@ -8,10 +8,12 @@ import torch
 
 from advframe import distributed
 from advframe.defense import Defense
-from advframe.params import check_int
 from advframe.errors import ParameterError
-from advframe_advtrain._common import (accuracy, check_range, data_bounds, eval_mode, one_step_per_example,
-                                       step_generator, truncated_half_normal, unwrap)
+from advframe.model import Model
+from advframe.params import check_int
+from advframe.threat import ThreatModel
+from advframe_advtrain._common import (accuracy, attack_spec, check_range, data_bounds, eval_mode, is_one_step,
+                                       one_step_per_example, step_generator, truncated_half_normal, unwrap)
 
 
 class MixedBatchAdversarialTraining(Defense):
@@ -64,17 +66,19 @@ class MixedBatchAdversarialTraining(Defense):
         check_range(owner, lam=(self.lam, 0.0, float("inf")), sigma=(self.sigma, 0.0, float("inf")),
                     eps_max=(self.eps_max, 0.0, float("inf")))
 
-    def setup(self, model: Any, data: Any, context: dict[str, Any]) -> None:
-        from advframe.api import get_attack
+    def threat_model(self, bounds: tuple[float, float]) -> ThreatModel:
+        """Per-example radii are drawn up to ``eps_max``: the linf ball of that radius."""
+        return ThreatModel(norm="linf", eps=float(self.eps_max), bounds=bounds)
 
+    def setup(self, model: Model, data: Any, context: dict[str, Any]) -> None:
         self.bounds = data_bounds(data)
         self.seed = int(context.get("seed", 0))
         self.m = int(context.get("batch_size", 0)) or None
         if self.m is not None and self.k > self.m:
             raise ParameterError(f"defense '{self.name}': k={self.k} adversarial examples do not fit in a "
                                  f"minibatch of {self.m}: lower k or raise --batch-size")
-        self.generator_attack = get_attack(str(self.attack))
-        if not getattr(self.generator_attack, "one_step", False):
+        self.generator_attack = attack_spec(str(self.attack)).attack
+        if not is_one_step(self.generator_attack):
             raise ParameterError(f"defense '{self.name}': attack '{self.attack}' is not a one-step attack; "
                                  f"Algorithm 1 uses one-step methods (step_ll, step_rnd, fgsm_pred, fgsm, ...)")
 
@@ -97,7 +101,7 @@ class MixedBatchAdversarialTraining(Defense):
                                         step_generator(self.seed, step))
         return mask, eps_all[positions[mask]], n_global, k_global
 
-    def training_loss(self, model: Any, x: torch.Tensor, y: torch.Tensor, step: int
+    def training_loss(self, model: Model, x: torch.Tensor, y: torch.Tensor, step: int
                       ) -> tuple[torch.Tensor, dict[str, float]]:
         core = unwrap(model)
         if not hasattr(self, "generator_attack"):

@@ -8,9 +8,11 @@ import torch
 
 from advframe import distributed
 from advframe.defense import Defense
+from advframe.engine import AttackSpec, craft_audited
+from advframe.model import Model
 from advframe.params import check_int
 from advframe.threat import ThreatModel
-from advframe_advtrain._common import accuracy, check_range, data_bounds, eval_mode, unwrap
+from advframe_advtrain._common import accuracy, attack_spec, check_range, data_bounds, eval_mode, unwrap
 
 
 class PGDAdversarialTraining(Defense):
@@ -52,32 +54,33 @@ class PGDAdversarialTraining(Defense):
         check_int(owner, "ramp_steps", self.ramp_steps, 0)
         ThreatModel(norm=self.norm, eps=float(self.eps))
 
-    def setup(self, model: Any, data: Any, context: dict[str, Any]) -> None:
+    def threat_model(self, bounds: tuple[float, float]) -> ThreatModel:
+        return ThreatModel(norm=self.norm, eps=float(self.eps), bounds=bounds)
+
+    def setup(self, model: Model, data: Any, context: dict[str, Any]) -> None:
         self.bounds = data_bounds(data)
         self.seed = int(context.get("seed", 0))
-        self.threat = ThreatModel(norm=self.norm, eps=float(self.eps), bounds=self.bounds)
+        self.threat = context.get("threat") or self.threat_model(self.bounds)
 
     def ramp(self, step: int) -> float:
         """The fraction of ε used at training step ``step`` (1 after the warm-up)."""
         return 1.0 if self.ramp_steps <= 0 else min(1.0, (step + 1) / self.ramp_steps)
 
-    def adversary(self, step: int) -> Any:
+    def adversary(self, step: int) -> AttackSpec:
         """The PGD attack of training step ``step`` (its seed depends on seed, step and rank)."""
-        from advframe.api import get_attack
-
         rank, world = distributed.rank_and_world()
         seed = (self.seed * 1_000_003 + step * world + rank) % (2 ** 62)
-        return get_attack("pgd", steps=int(self.steps), step_size=float(self.step_size) * self.ramp(step),
-                          random_start=bool(self.random_start), seed=seed)
+        return attack_spec("pgd", steps=int(self.steps), step_size=float(self.step_size) * self.ramp(step),
+                           random_start=bool(self.random_start), seed=seed)
 
-    def training_loss(self, model: Any, x: torch.Tensor, y: torch.Tensor, step: int
+    def training_loss(self, model: Model, x: torch.Tensor, y: torch.Tensor, step: int
                       ) -> tuple[torch.Tensor, dict[str, float]]:
         core = unwrap(model)
         if not hasattr(self, "threat"):
             self.setup(model, None, {})
         with eval_mode(core):
             threat = self.threat.with_eps(self.threat.eps * self.ramp(step))
-            x_adv = self.adversary(step)(core, x, y, threat).detach()
+            x_adv = craft_audited(core, x, y, self.adversary(step), threat)
             with torch.no_grad():
                 clean_acc = accuracy(core(x), y, core)
         outputs = model(x_adv)

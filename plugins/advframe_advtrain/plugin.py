@@ -8,6 +8,9 @@ from advframe_advtrain.goodfellow import FGSMAdversarialTraining
 from advframe_advtrain.kurakin import MixedBatchAdversarialTraining
 from advframe_advtrain.madry import PGDAdversarialTraining
 
+#: Plugins these defenses need: their attacks come from the gradient plugin.
+requires = ("gradient",)
+
 DEFENSES = (FGSMAdversarialTraining, MixedBatchAdversarialTraining, PGDAdversarialTraining,
             EnsembleAdversarialTraining)
 

@@ -1,11 +1,9 @@
 """Tensor helpers shared by the gradient attacks: per-example norms, step directions,
-random starts, seeded generators and single forward+backward passes with a custom
-objective."""
+random starts, seeded generators, Kurakin's schedule and parameter checks."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -78,23 +76,6 @@ def random_start(x: torch.Tensor, threat: ThreatModel, gen: torch.Generator | No
         u = rand_like(x.new_empty(x.shape[0]), gen)
         delta = direction * per_example(threat.eps * u.pow(1.0 / d), x)
     return threat.project(x + delta, x)
-
-
-def gradient_of(attack: Any, model: Any, x: torch.Tensor,
-                objective: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient w.r.t. ``x`` of ``objective(model(x)).sum()`` and the outputs, in ONE pass.
-
-    For attacks whose labels come from the outputs themselves (predicted class, least
-    likely class, entropy): the labels are read off the same forward pass, so no extra
-    forward is spent. Counted in ``attack.gradient_evaluations`` like
-    :meth:`advframe.attack.Attack.loss_gradient`.
-    """
-    x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        outputs = model(x)
-        (grad,) = torch.autograd.grad(objective(outputs).sum(), x)
-    attack.gradient_evaluations += 1
-    return grad.detach(), outputs.detach()
 
 
 def pixel(threat: ThreatModel) -> float:

@@ -3,20 +3,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from advframe.attack import Attack
+from advframe.attack import Objective
+from advframe.model import Model
 from advframe.threat import ThreatModel
-from advframe_gradient._ops import check_int, check_nonnegative, gradient_of, kurakin_steps, pixel
+from advframe_gradient._ops import check_int, check_nonnegative, kurakin_steps, pixel
+from advframe_gradient.loop import IterativeAttack
 
 
-class _KurakinIterative(Attack):
+class _KurakinIterative(IterativeAttack):
     """Shared schedule and validation of ``iter_basic`` and ``iter_ll``."""
 
     norms = ("linf",)
     defaults = {"alpha": None, "steps": None}
+    step_size_param = "alpha"
 
     def validate(self) -> None:
         check_nonnegative(f"attack '{self.name}'", alpha=self.alpha)
@@ -47,7 +48,7 @@ class IterBasic(_KurakinIterative):
 
     Presets: ``saito`` (Saito & Roy, Table 2: eps_iter 0.05, nb_iter 10). Norm linf;
     targetable; reads the true label; spends exactly ``steps`` gradient evaluations
-    (none for eps 0).
+    (none for eps 0). Its one-step counterpart is fgsm.
     """
 
     name = "iter_basic"
@@ -55,18 +56,9 @@ class IterBasic(_KurakinIterative):
     summary = "Basic iterative method (BIM): repeated FGSM steps of 1 pixel, clipped (Kurakin 2017)"
     targetable = True
     uses_true_label = True
+    one_step_counterpart = "fgsm"
+    unbounded_probe = True
     presets = {"saito": {"alpha": 0.05, "steps": 10}, "kurakin": {"alpha": None, "steps": None}}
-
-    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                target: torch.Tensor | None) -> torch.Tensor:
-        alpha, steps = self.schedule(threat)
-        x_adv = threat.clip_bounds(x)
-        if threat.eps == 0:
-            return x_adv
-        for _ in range(steps):
-            g, _ = self.objective_gradient(model, x_adv, y, target)
-            x_adv = threat.project(x_adv + alpha * g.sign(), x)
-        return x_adv
 
 
 class IterLL(_KurakinIterative):
@@ -81,28 +73,22 @@ class IterLL(_KurakinIterative):
         steps: iterations; ``None`` (default) = ``floor(min(eps + 4, 1.25 eps))``, eps in pixels.
 
     Norm linf; picks its own target, so not targetable by the caller; does not read the
-    true label; spends exactly ``steps`` gradient evaluations (none for eps 0).
+    true label; spends exactly ``steps`` gradient evaluations (none for eps 0). Its
+    one-step counterpart is step_ll.
     """
 
     name = "iter_ll"
     summary = "Iterative least-likely class method: 1-pixel steps toward y_LL (Kurakin 2017)"
     uses_true_label = False
+    one_step_counterpart = "step_ll"
 
-    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                target: torch.Tensor | None) -> torch.Tensor:
-        alpha, steps = self.schedule(threat)
-        x_adv = threat.clip_bounds(x)
-        if threat.eps == 0 or steps == 0:
-            return x_adv
-        labels: list[torch.Tensor] = []
+    def objective(self, model: Model, y: torch.Tensor, target: torch.Tensor | None) -> Objective:
+        """Minus the loss of the least-likely class, latched at the first step's outputs."""
+        least_likely: list[torch.Tensor] = []
 
         def toward_least_likely(out: torch.Tensor) -> torch.Tensor:
-            labels.append(model.scores(out.detach()).argmin(dim=1))
-            return -model.loss(out, labels[0])
+            if not least_likely:
+                least_likely.append(model.scores(out.detach()).argmin(dim=1))
+            return -model.loss(out, least_likely[0])
 
-        g, _ = gradient_of(self, model, x_adv, toward_least_likely)
-        x_adv = threat.project(x_adv + alpha * g.sign(), x)
-        for _ in range(steps - 1):
-            g, _ = self.objective_gradient(model, x_adv, y, labels[0])
-            x_adv = threat.project(x_adv + alpha * g.sign(), x)
-        return x_adv
+        return toward_least_likely

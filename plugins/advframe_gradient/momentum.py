@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from advframe.attack import Attack
 from advframe.threat import ThreatModel
 from advframe_gradient._ops import check_int, check_nonnegative, normalized, steepest
+from advframe_gradient.loop import IterativeAttack
 
 
-class MIM(Attack):
+class MIM(IterativeAttack):
     """Momentum iterative method, MI-FGSM (Dong et al., CVPR 2018; used by Saito & Roy).
 
     ``g_{t+1} = mu · g_t + ∇x J(x_t, y) / ||∇x J(x_t, y)||_1`` (L1 norm per example),
@@ -42,16 +40,13 @@ class MIM(Attack):
         check_int(owner, "steps", self.steps, 0)
         check_nonnegative(owner, step_size=self.step_size, decay=self.decay)
 
-    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                target: torch.Tensor | None) -> torch.Tensor:
-        x_adv = threat.clip_bounds(x)
-        if threat.eps == 0:
-            return x_adv
+    def schedule(self, threat: ThreatModel) -> tuple[float, int]:
         steps = int(self.steps)
-        step = threat.eps / max(steps, 1) if self.step_size is None else float(self.step_size)
-        momentum = torch.zeros_like(x)
-        for _ in range(steps):
-            g, _ = self.objective_gradient(model, x_adv, y, target)
-            momentum.mul_(self.decay).add_(normalized(g, "l1"))
-            x_adv = threat.project(x_adv + step * steepest(momentum, threat.norm), x)
-        return x_adv
+        return (threat.eps / max(steps, 1) if self.step_size is None else float(self.step_size)), steps
+
+    def init_state(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+    def direction(self, g: torch.Tensor, state: torch.Tensor, threat: ThreatModel) -> torch.Tensor:
+        state.mul_(self.decay).add_(normalized(g, "l1"))
+        return steepest(state, threat.norm)

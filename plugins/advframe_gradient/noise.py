@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Any
 
 import torch
 
 from advframe.attack import Attack
+from advframe.model import Model
 from advframe.threat import ThreatModel
 from advframe_gradient._ops import generator, rand_like, randn_like
 
@@ -27,13 +27,14 @@ def truncated_normal(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tens
 class _NoiseAttack(Attack, abc.ABC):
     norms = ("linf",)
     uses_true_label = False
+    noise_baseline = True
     defaults = {"seed": None}
 
     @abc.abstractmethod
     def noise(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
         """Noise of unit linf size shaped like ``x``."""
 
-    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+    def perturb(self, model: Model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 target: torch.Tensor | None) -> torch.Tensor:
         if threat.eps == 0:
             return threat.clip_bounds(x)

@@ -2,63 +2,71 @@
 
 Each attack computes a direction ``d`` of unit size in its norm from ONE gradient at the
 clean input and returns ``project(x + eps · d)``. Because ``d`` does not depend on eps,
-:meth:`OneStepAttack.perturb_grid` shares it over a whole eps grid (one gradient
-evaluation in total).
+:meth:`OneStepAttack.craft_grid` shares it over a whole eps grid (one gradient
+evaluation in total, booked as an equal share to each eps).
 """
 
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from advframe.attack import Attack, random_target
+from advframe.attack import Attack, Crafted, random_target, shared_over, synchronize
+from advframe.model import Model
 from advframe.threat import ThreatModel
-from advframe_gradient._ops import generator, gradient_of, normalized
+from advframe_gradient._ops import generator, normalized
 
 
 class OneStepAttack(Attack, abc.ABC):
-    """Base class: ``x_adv = project(x + eps · direction(x))`` with an eps-free direction."""
+    """Base class: ``x_adv = project(x + eps · direction(x))`` with an eps-free direction.
 
-    one_step: ClassVar[bool] = True
+    Its :meth:`direction` is public: adversarial training uses it to give each example
+    its own radius from one gradient.
+    """
 
     @abc.abstractmethod
-    def direction(self, model: Any, x: torch.Tensor, y: torch.Tensor,
+    def direction(self, model: Model, x: torch.Tensor, y: torch.Tensor,
                   target: torch.Tensor | None) -> torch.Tensor:
         """The step direction at ``x`` (unit size in the attack's norm); one gradient evaluation."""
 
-    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+    def perturb(self, model: Model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 target: torch.Tensor | None) -> torch.Tensor:
-        return self.perturb_grid(model, x, y, [threat], target)[0]
+        return self._steps(model, x, y, [threat], target)[0]
 
-    def perturb_grid(self, model: Any, x: torch.Tensor, y: torch.Tensor,
-                     threats: Sequence[ThreatModel], target: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Adversarial examples for every threat of an eps grid from ONE gradient at ``x``.
-
-        A grid whose eps are all 0 spends no gradient evaluation.
-        """
-        threats = list(threats)
-        for threat in threats:
-            self.check_threat(threat, target)
-        x = x.detach()
+    def _steps(self, model: Model, x: torch.Tensor, y: torch.Tensor, threats: Sequence[ThreatModel],
+               target: torch.Tensor | None) -> list[torch.Tensor]:
+        """Adversarial examples for every threat from ONE direction (none when all eps are 0)."""
         if not any(t.eps > 0 for t in threats):
             return [t.clip_bounds(x) for t in threats]
         d = self.direction(model, x, y, target)
         return [t.project(x + t.eps * d, x) for t in threats]
+
+    def craft_grid(self, model: Model, x: torch.Tensor, y: torch.Tensor, threats: list[ThreatModel],
+                   target: torch.Tensor | None, seeds: Sequence[int] | None) -> list[Crafted]:
+        """Share ONE gradient over the whole grid; each eps is booked an equal share of it."""
+        if seeds is not None:
+            torch.manual_seed(seeds[0])
+        self.reset_counter()
+        t0 = time.perf_counter()
+        advs = self._steps(model, x, y, threats, target)
+        synchronize(x)
+        return shared_over(advs, self.gradient_evaluations, self.forward_queries, time.perf_counter() - t0)
 
 
 class _OutputObjective(OneStepAttack):
     """A sign step up an objective whose labels are read off the same forward pass."""
 
     @abc.abstractmethod
-    def objective(self, model: Any, outputs: torch.Tensor) -> torch.Tensor:
+    def objective(self, model: Model, outputs: torch.Tensor) -> torch.Tensor:
         """Per-example quantity to ascend, from the outputs at x (labels from ``outputs.detach()``)."""
 
     def direction(self, model, x, y, target):
-        g, _ = gradient_of(self, model, x, lambda out: self.objective(model, out))
+        g, _ = self.gradient(model, x, lambda out: self.objective(model, out))
         return g.sign()
 
 
@@ -68,6 +76,7 @@ class _FastGrad(OneStepAttack):
     normalization: ClassVar[str] = "l2"
     targetable = True
     uses_true_label = True
+    leaks_labels = True
 
     def direction(self, model, x, y, target):
         g, _ = self.objective_gradient(model, x, y, target)
@@ -88,6 +97,8 @@ class FGSM(OneStepAttack):
     norms = ("linf",)
     targetable = True
     uses_true_label = True
+    leaks_labels = True
+    label_free_twin = "fgsm_pred"
 
     def direction(self, model, x, y, target):
         g, _ = self.objective_gradient(model, x, y, target)

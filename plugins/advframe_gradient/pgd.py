@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from advframe.attack import Attack
 from advframe.threat import ThreatModel
-from advframe_gradient._ops import (check_int, check_nonnegative, generator, per_example, random_start,
-                                    steepest)
+from advframe_gradient._ops import check_int, check_nonnegative, random_start
+from advframe_gradient.loop import IterativeAttack
 
 
-class PGD(Attack):
+class PGD(IterativeAttack):
     """Projected gradient descent, PGD (Madry et al. 2018).
 
     ``x_0`` uniform in the eps-ball (linf: uniform per coordinate; l2: uniform in the
@@ -20,7 +17,7 @@ class PGD(Attack):
     ``s = sign`` (linf) or ``g / ||g||_2`` (l2). Targeted: descends ``J(x, y_target)``.
     With several restarts, each example keeps the restart whose final point has the
     highest objective (loss of y, or minus loss of the target); this costs one
-    forward pass without backward per restart (not a gradient evaluation).
+    forward query per restart (not a gradient evaluation).
 
     Args:
         steps: iterations per restart (default 40, Madry's MNIST adversary).
@@ -39,6 +36,7 @@ class PGD(Attack):
     norms = ("linf", "l2")
     targetable = True
     uses_true_label = True
+    unbounded_probe = True
     defaults = {"steps": 40, "step_size": None, "restarts": 1, "random_start": True, "seed": None}
     presets = {"madry": {"steps": 40, "step_size": 0.01}, "saito": {"steps": 40, "step_size": 0.01}}
 
@@ -48,32 +46,9 @@ class PGD(Attack):
         check_int(owner, "restarts", self.restarts, 1)
         check_nonnegative(owner, step_size=self.step_size)
 
-    def _objective(self, model: Any, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
-        with torch.no_grad():
-            out = model(x)
-            return model.loss(out, y) if target is None else -model.loss(out, target)
-
-    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                target: torch.Tensor | None) -> torch.Tensor:
-        if threat.eps == 0:
-            return threat.clip_bounds(x)
+    def schedule(self, threat: ThreatModel) -> tuple[float, int]:
         steps = int(self.steps)
-        step = 2.5 * threat.eps / max(steps, 1) if self.step_size is None else float(self.step_size)
-        gen = generator(self.seed)
-        best: torch.Tensor | None = None
-        best_obj: torch.Tensor | None = None
-        for _ in range(int(self.restarts)):
-            x_adv = random_start(x, threat, gen) if self.random_start else threat.clip_bounds(x)
-            for _ in range(steps):
-                g, _ = self.objective_gradient(model, x_adv, y, target)
-                x_adv = threat.project(x_adv + step * steepest(g, threat.norm), x)
-            if self.restarts == 1:
-                return x_adv
-            obj = self._objective(model, x_adv, y, target)
-            if best is None or best_obj is None:
-                best, best_obj = x_adv, obj
-            else:
-                better = obj > best_obj
-                best = torch.where(per_example(better, x_adv), x_adv, best)
-                best_obj = torch.where(better, obj, best_obj)
-        return best if best is not None else threat.clip_bounds(x)
+        return (2.5 * threat.eps / max(steps, 1) if self.step_size is None else float(self.step_size)), steps
+
+    def start(self, x: torch.Tensor, threat: ThreatModel, gen: torch.Generator | None) -> torch.Tensor:
+        return random_start(x, threat, gen) if self.random_start else threat.clip_bounds(x)

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 
 from advframe.attack import Attack
+from advframe.model import Model
 from advframe.threat import ThreatModel
 from advframe_optim._box import check_classes, check_params, from_tanh_space, margin, sq_l2, to_tanh_space
 
@@ -91,11 +92,11 @@ class CarliniWagnerL2(Attack):
                                                        "confidence": 0},
                      positive=("learning_rate", "initial_const"))
 
-    def class_scores(self, model: Any, outputs: torch.Tensor) -> torch.Tensor:
+    def class_scores(self, model: Model, outputs: torch.Tensor) -> torch.Tensor:
         """The ``Z`` of the objective: ``model.scores(outputs)``, or ``outputs`` when naive."""
         return outputs if self.naive else model.scores(outputs)
 
-    def objective(self, model: Any, x_new: torch.Tensor, labels: torch.Tensor, targeted: bool
+    def objective(self, model: Model, x_new: torch.Tensor, labels: torch.Tensor, targeted: bool
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``f(x̃)`` per example, the margin it is built on, and the outputs at ``x̃``."""
         outputs = model(x_new)
@@ -106,7 +107,7 @@ class CarliniWagnerL2(Attack):
         f = (kappa - m).clamp_min(0) if targeted else (m + kappa).clamp_min(0)
         return f, m, outputs
 
-    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+    def perturb(self, model: Model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 target: torch.Tensor | None) -> torch.Tensor:
         """Run the attack; see the class docstring."""
         targeted = target is not None

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import torch
 
 from advframe.attack import Attack
+from advframe.model import Model
 from advframe.threat import ThreatModel
 from advframe_optim._box import check_params, per_example
 
@@ -64,7 +65,7 @@ class DeepFool(Attack):
         """Check the merged parameters."""
         check_params(self.name, self.params, at_least={"nb_candidate": 2, "overshoot": 0, "max_iter": 1})
 
-    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+    def perturb(self, model: Model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 target: torch.Tensor | None) -> torch.Tensor:
         """Run the attack; see the class docstring."""
         with torch.no_grad():

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 
 from advframe.attack import Attack
+from advframe.model import Model
 from advframe.threat import ThreatModel
 from advframe_optim._box import check_params, from_tanh_space, runner_up, sq_l2, to_tanh_space
 
@@ -69,7 +70,7 @@ class LBFGSAttack(Attack):
                                                        "history_size": 1},
                      positive=("initial_const",))
 
-    def minimise(self, model: Any, x: torch.Tensor, target: torch.Tensor, const: torch.Tensor,
+    def minimise(self, model: Model, x: torch.Tensor, target: torch.Tensor, const: torch.Tensor,
                  bounds: tuple[float, float]) -> torch.Tensor:
         """One round: the minimiser of ``c · ‖x̃ − x‖² + L(x̃, t)`` found by L-BFGS."""
         w = to_tanh_space(x, bounds).requires_grad_(True)
@@ -91,7 +92,7 @@ class LBFGSAttack(Attack):
         optimizer.step(closure)
         return from_tanh_space(w.detach(), bounds)
 
-    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+    def perturb(self, model: Model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 target: torch.Tensor | None) -> torch.Tensor:
         """Run the attack; see the class docstring."""
         if target is None:
