@@ -401,15 +401,15 @@ def main() -> None:
             row["batch_search"] = size
             doc["pgd"].append(row)
             save()
-            print("pgd", name, batch, {k: round(v.get("images_per_s", 0)) for k, v in row["rows"].items()},
+            print("row: pgd", name, batch, {k: round(v.get("images_per_s", 0)) for k, v in row["rows"].items()},
                   flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         doc["default_eval"] = bench_default_eval(device, args.eval_limit, 300, Path(tmp))
         save()
-        print("default eval", {k: v for k, v in doc["default_eval"].items() if k != "error"}, flush=True)
+        print("row: default eval", {k: v for k, v in doc["default_eval"].items() if k != "error"}, flush=True)
         doc["worst_case_suite"] = bench_suite(device, args.suite_limit, 300, Path(tmp), ta)
         save()
-        print("suite", doc["worst_case_suite"].get("status"), flush=True)
+        print("row: suite", doc["worst_case_suite"].get("status"), flush=True)
     doc["pgd_at_epoch"] = [bench_pgd_at(cifar, args.pgd_at_examples, 128, args.pgd_at_steps, device, False)]
     save()
     if device.type == "cuda":

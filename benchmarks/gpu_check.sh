@@ -86,22 +86,22 @@ EOF
   set +x
   "$PY" - <<'EOF'
 import importlib.metadata as md, torch
-print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
+print("info: torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
 if torch.cuda.is_available():
-    print("device", torch.cuda.get_device_name(0), "count", torch.cuda.device_count(),
+    print("info: device", torch.cuda.get_device_name(0), "count", torch.cuda.device_count(),
           "nccl", torch.cuda.nccl.version() if hasattr(torch.cuda, "nccl") else "?")
 for d in ("advframe", "torchattacks", "pytest", "pytest-xdist"):
     try:
-        print(d, md.version(d))
+        print("info:", d, md.version(d))
     except md.PackageNotFoundError:
-        print(d, "not installed")
+        print("info:", d, "not installed")
 EOF
 }
 export PY SMOKE TORCH_VERSION WHEELS
 export -f install
 phase install "$OUT/install.log" 90 bash -c install \
   || { say "install failed: see install.log"; }
-grep -E "^(torch|device|advframe|torchattacks|pytest) " "$OUT/install.log" | tee -a "$SUMMARY"
+grep "^info: " "$OUT/install.log" | tee -a "$SUMMARY"
 
 # ---------------------------------------------------------------- 2. tests
 phase test_cuda "$OUT/test_cuda.log" 180 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py
