@@ -111,7 +111,7 @@ tail -n 3 "$OUT/test_cuda.log" | sed 's/^/  test_cuda: /' | tee -a "$SUMMARY"
 if [ "$SMOKE" = 1 ]; then
   phase bench "$OUT/bench.log" 400 "$PY" benchmarks/bench_gpu.py --smoke --output "$OUT/bench_gpu.json"
 else
-  phase bench "$OUT/bench.log" 200 "$PY" benchmarks/bench_gpu.py --large-seconds 3 --output "$OUT/bench_gpu.json"
+  phase bench "$OUT/bench.log" 200 "$PY" benchmarks/bench_gpu.py --large-seconds 2 --output "$OUT/bench_gpu.json"
 fi
 grep -E "^(pgd_at epoch|default eval|worst-case)" "$OUT/bench.log" | sed 's/^/  bench: /' | tee -a "$SUMMARY"
 
