@@ -19,7 +19,9 @@ from advframe.plugins import PluginHost
 from advframe.testing import check_attack, toy_model
 from advframe.threat import ThreatModel
 from advframe_autoattack.apgd import checkpoints
+from advframe_autoattack._square_ops import p_schedule, side
 from advframe_autoattack.apgd_attacks import APGDCE, APGDDLR, APGDT
+from advframe_autoattack.square import Square
 from advframe_gradient.losses import dlr_loss, margin_loss, targeted_dlr_loss
 
 D = 12
@@ -211,6 +213,69 @@ def test_apgd_ce_uses_the_models_own_loss():
     assert ((gain >= 0.05 * g.norm(dim=1) - 1e-5) | fooled).all()
 
 
+# -- Square --------------------------------------------------------------------------
+def test_square_schedule_halves_p_at_the_papers_iterations():
+    # on the paper's 10,000-query scale p is halved after 10, 50, 200, 500, ..., 8000
+    assert [p_schedule(i, 10000, 0.8) for i in (0, 10, 11, 50, 51, 200, 201, 8000, 8001, 9999)] == \
+        [0.8, 0.8, 0.4, 0.4, 0.2, 0.2, 0.1, 0.8 / 256, 0.8 / 512, 0.8 / 512]
+    # rescaled to 5,000 queries: the first halving after iteration 5
+    assert [p_schedule(i, 5000, 0.8) for i in (5, 6, 25, 26)] == [0.8, 0.4, 0.4, 0.2]
+    # MNIST: a square covering p = 0.8 of 28 x 28 pixels has side round(sqrt(0.8 * 784)) = 25
+    assert side(0.8, 784, 1, 1, 28) == 25
+    assert side(0.8 / 512, 784, 1, 3, 28, odd=True) == 3
+
+
+def image_model(seed: int = 3) -> tuple[Counting, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = Counting(nn.Sequential(nn.Flatten(), nn.Linear(64, 24), nn.ReLU(), nn.Linear(24, 5))).eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    x = torch.rand(12, 1, 8, 8, generator=g)
+    y = model.predict(model(x)).detach()
+    y[:2] = (y[:2] + 1) % 5  # two examples misclassified from the start
+    return model, x, y
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_square_query_count_is_exact(norm):
+    model, x, y = image_model()
+    queries = 40
+    threat = ThreatModel(norm=norm, eps=1e-4)  # too small to fool anyone
+    attack = Square(queries=queries, seed=0)
+    model.forwards = model.rows = model.backwards = 0
+    x_adv = attack(model, x, y, threat)
+    assert threat.audit(x_adv, x).ok
+    assert torch.equal(model.predict(model(x_adv))[2:], y[2:])
+    # one clean pass, one at the start point, one per iteration; no gradient at all
+    assert attack.forward_queries == model.forwards - 1 == queries + 2
+    assert attack.gradient_evaluations == 0 and model.backwards == 0
+    # per example: the misclassified pay the clean pass only, the others queries + 2
+    assert attack.example_queries.tolist() == [1, 1] + [queries + 2] * 10
+    assert int(attack.example_queries.sum()) == model.rows - x.shape[0]
+    assert torch.equal(x_adv[:2], x[:2])
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_square_stops_each_example_once_fooled(norm):
+    model, x, y = image_model()
+    queries = 200
+    threat = ThreatModel(norm=norm, eps=0.5 if norm == "linf" else 4.0)
+    attack = Square(queries=queries, seed=1)
+    model.forwards = model.rows = 0
+    x_adv = attack(model, x, y, threat)
+    fooled = model.predict(model(x_adv)) != y
+    assert threat.audit(x_adv, x).ok and fooled.float().mean() > 0.5
+    spent = attack.example_queries
+    assert int(spent.sum()) == model.rows - x.shape[0]
+    assert (spent[~fooled] == queries + 2).all() and (spent[fooled] < queries + 2).all()
+    assert attack.forward_queries == model.forwards - 1 == int(spent.max())
+
+
+def test_square_refuses_flat_inputs():
+    _, model = affine(3)
+    with pytest.raises(ParameterError, match="image-shaped"):
+        Square(queries=2)(model, inputs(), torch.zeros(8, dtype=torch.long), ThreatModel(eps=0.1))
+
+
 # -- class counts ------------------------------------------------------------------
 def test_class_count_errors_name_both_numbers():
     x = inputs(4)
@@ -235,6 +300,7 @@ FAST = {
     "apgd_ce": {"steps": 8},
     "apgd_dlr": {"steps": 8},
     "apgd_t": {"steps": 5, "n_target_classes": 3},
+    "square": {"queries": 60},
 }
 
 
@@ -259,8 +325,9 @@ def test_threat_audit_on_images(name, norm):
 
 # -- plugin ------------------------------------------------------------------------
 def test_registered_names():
-    for name in ("apgd_ce", "apgd_dlr", "apgd_t"):
+    for name in ("apgd_ce", "apgd_dlr", "apgd_t", "square"):
         assert advframe.get_attack(name).name == name
+    assert advframe.get_attack("square").black_box
 
 
 def test_missing_gradient_plugin_fails_registration_in_one_line(monkeypatch):

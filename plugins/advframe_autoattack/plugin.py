@@ -25,6 +25,7 @@ def register_attacks(register):
     """Register ``apgd_ce``, ``apgd_dlr``, ``apgd_t``, ``fab_t`` and ``square``."""
     _require_gradient_plugin()
     from advframe_autoattack.apgd_attacks import APGDCE, APGDDLR, APGDT
+    from advframe_autoattack.square import Square
 
-    for attack in (APGDCE, APGDDLR, APGDT):
+    for attack in (APGDCE, APGDDLR, APGDT, Square):
         register(attack)
