@@ -20,7 +20,9 @@ from advframe.testing import check_attack, toy_model
 from advframe.threat import ThreatModel
 from advframe_autoattack.apgd import checkpoints
 from advframe_autoattack._square_ops import p_schedule, side
+from advframe_autoattack._hyperplane import project_hyperplane
 from advframe_autoattack.apgd_attacks import APGDCE, APGDDLR, APGDT
+from advframe_autoattack.fab import FABT
 from advframe_autoattack.square import Square
 from advframe_gradient.losses import dlr_loss, margin_loss, targeted_dlr_loss
 
@@ -213,6 +215,92 @@ def test_apgd_ce_uses_the_models_own_loss():
     assert ((gain >= 0.05 * g.norm(dim=1) - 1e-5) | fooled).all()
 
 
+# -- FAB ---------------------------------------------------------------------------
+def binary_affine() -> tuple[Counting, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A 2-class affine model: f(x) = (w_1 - w_0)·x + (b_1 - b_0), its inputs and predictions."""
+    lin, model = affine(2, seed=5)
+    with torch.no_grad():
+        lin.bias.copy_(torch.tensor([0.3, -0.2]))
+    x = inputs(seed=6)
+    y = model.predict(model(x)).detach()
+    v = (lin.weight[1] - lin.weight[0]).detach()
+    f = (x @ v + (lin.bias[1] - lin.bias[0])).detach()
+    return model, x, y, v, f
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_hyperplane_projection_has_the_closed_form_away_from_the_box(norm):
+    g = torch.Generator().manual_seed(0)
+    p, w, b = torch.rand(5, 7, generator=g), torch.randn(5, 7, generator=g), torch.randn(5, generator=g)
+    c = (b - (w * p).sum(dim=1)).unsqueeze(1)
+    want = c * w / w.pow(2).sum(dim=1, keepdim=True) if norm == "l2" else c * w.sign() / w.abs().sum(dim=1, keepdim=True)
+    assert torch.allclose(project_hyperplane(p, w, b, -100.0, 100.0, norm), want, atol=1e-6)
+    # inside the box [0, 1] the step stays in the box and still reaches the plane when it can
+    d = project_hyperplane(p, w, b, 0.0, 1.0, norm)
+    z = p + d
+    assert z.min() >= -1e-6 and z.max() <= 1 + 1e-6
+    reachable = (w.clamp_min(0).sum(1) >= b) & (w.clamp_max(0).sum(1) <= b)
+    assert torch.allclose((w * z).sum(dim=1)[reachable], b[reachable], atol=1e-5)
+
+
+def test_hyperplane_projection_in_a_box_moves_free_coordinates_only():
+    # l2 onto x_1 + x_2 = 1.5 from (1, 0) in [0, 1]^2: x_1 is at its bound, so only x_2 moves
+    d = project_hyperplane(torch.tensor([[1.0, 0.0]]), torch.ones(1, 2), torch.tensor([1.5]), 0.0, 1.0, "l2")
+    assert torch.allclose(d, torch.tensor([[0.0, 0.5]]))
+    # linf onto x_1 + x_2 = 1.8 from (0.9, 0): the saturated x_1 moves 0.1, x_2 the remaining 0.8
+    d = project_hyperplane(torch.tensor([[0.9, 0.0]]), torch.ones(1, 2), torch.tensor([1.8]), 0.0, 1.0, "linf")
+    assert torch.allclose(d, torch.tensor([[0.1, 0.8]]))
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_fab_finds_the_minimal_distance_of_an_affine_classifier(norm):
+    model, x, y, v, f = binary_affine()
+    minimal = f.abs() / (v.abs().sum() if norm == "linf" else v.norm())
+    threat = ThreatModel(norm=norm, eps=10.0, bounds=(-10.0, 10.0))
+    # with a final bisection: the minimal distance to 1e-3, on the other side
+    x_adv = FABT(final_search=20)(model, x, y, threat)
+    dist = threat.perturbation(x_adv, x)
+    assert torch.allclose(dist, minimal, rtol=1e-3), (dist / minimal - 1).abs().max()
+    assert (model.predict(model(x_adv)) != y).all()
+    step = x_adv - x  # along -sign(f) w (l2) or -sign(f) sign(w) (linf)
+    direction = -f.sign().unsqueeze(1) * (v if norm == "l2" else v.sign())
+    assert (F.cosine_similarity(step, direction, dim=1) > 1 - 1e-5).all()
+    # the reference algorithm alone: adversarial, and at most 1 % above the minimum
+    attack = FABT()
+    x_adv = attack(model, x, y, threat)
+    ratio = threat.perturbation(x_adv, x) / minimal
+    assert (model.predict(model(x_adv)) != y).all()
+    assert (ratio > 1 - 1e-5).all() and (ratio < 1.01).all()
+    # k = min(9, 2 - 1) = 1 target: 100 gradients, 1 + 100 forward queries
+    assert attack.gradient_evaluations == 100 and attack.forward_queries == 101
+
+
+def test_fab_keeps_the_clean_input_when_the_minimal_point_is_outside_the_ball():
+    model, x, y, v, f = binary_affine()
+    minimal = f.abs() / v.norm()
+    eps = float(minimal.median())
+    threat = ThreatModel(norm="l2", eps=eps, bounds=(-10.0, 10.0))
+    x_adv = FABT(final_search=20)(model, x, y, threat)
+    far = minimal > eps * 1.001
+    near = minimal < eps * 0.999
+    assert torch.equal(x_adv[far], x[far])
+    assert (model.predict(model(x_adv))[near] != y[near]).all()
+    assert threat.audit(x_adv, x).ok
+
+
+def test_fab_spends_steps_gradients_per_target_and_restart():
+    _, model = affine(5, seed=7)
+    x = inputs(seed=8)
+    y = model.predict(model(x)).detach()
+    threat = ThreatModel(norm="linf", eps=1e-5, bounds=(-10.0, 10.0))  # nothing breaks
+    attack = FABT(steps=6, restarts=2, n_target_classes=3, final_search=4)
+    model.backwards = model.forwards = 0
+    x_adv = attack(model, x, y, threat)
+    assert torch.equal(x_adv, x)
+    assert attack.gradient_evaluations == model.backwards == 3 * 2 * 6
+    assert attack.forward_queries == model.forwards - model.backwards == 1 + 3 * 2 * (6 + 4)
+
+
 # -- Square --------------------------------------------------------------------------
 def test_square_schedule_halves_p_at_the_papers_iterations():
     # on the paper's 10,000-query scale p is halved after 10, 50, 200, 500, ..., 8000
@@ -287,12 +375,22 @@ def test_class_count_errors_name_both_numbers():
         APGDT(steps=2)(affine(3)[1], x, y, threat)
     with pytest.raises(ParameterError, match=r"n_target_classes=5 needs at least 6 classes, the model has 4"):
         APGDT(steps=2, n_target_classes=5)(affine(4)[1], x, y, threat)
+    with pytest.raises(ParameterError, match=r"fab_t.*n_target_classes=2 needs at least 3 classes, the model has 2"):
+        FABT(steps=2, n_target_classes=2)(affine(2)[1], x, y, threat)
 
 
 def test_bad_parameters_are_refused():
     for bad in ({"steps": -1}, {"restarts": 0}, {"n_target_classes": 0}, {"seed": 1.5}):
         with pytest.raises(ParameterError):
             APGDT(**bad)
+        with pytest.raises(ParameterError):
+            FABT(**bad)
+    for bad in ({"eta": 0.5}, {"beta": 2.0}, {"alpha_max": -0.1}, {"final_search": -1}):
+        with pytest.raises(ParameterError):
+            FABT(**bad)
+    for bad in ({"queries": -1}, {"p_init": 0.0}, {"p_init": 1.5}):
+        with pytest.raises(ParameterError):
+            Square(**bad)
 
 
 # -- conformance and audit ---------------------------------------------------------
@@ -301,6 +399,7 @@ FAST = {
     "apgd_dlr": {"steps": 8},
     "apgd_t": {"steps": 5, "n_target_classes": 3},
     "square": {"queries": 60},
+    "fab_t": {"steps": 8, "n_target_classes": 3},
 }
 
 
@@ -325,9 +424,19 @@ def test_threat_audit_on_images(name, norm):
 
 # -- plugin ------------------------------------------------------------------------
 def test_registered_names():
-    for name in ("apgd_ce", "apgd_dlr", "apgd_t", "square"):
+    for name in ("apgd_ce", "apgd_dlr", "apgd_t", "fab_t", "square"):
         assert advframe.get_attack(name).name == name
     assert advframe.get_attack("square").black_box
+
+
+def test_suites_name_registered_attacks_with_valid_parameters():
+    from advframe_autoattack.suites import SUITES
+
+    assert [name for name, _ in SUITES["autoattack"]] == ["apgd_ce", "apgd_t", "fab_t", "square"]
+    assert SUITES["autoattack_fast"] == [("apgd_ce", {}), ("apgd_t", {})]
+    for suite in SUITES.values():
+        for name, params in suite:
+            assert advframe.get_attack(name, **params).name == name
 
 
 def test_missing_gradient_plugin_fails_registration_in_one_line(monkeypatch):

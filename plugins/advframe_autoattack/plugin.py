@@ -25,7 +25,8 @@ def register_attacks(register):
     """Register ``apgd_ce``, ``apgd_dlr``, ``apgd_t``, ``fab_t`` and ``square``."""
     _require_gradient_plugin()
     from advframe_autoattack.apgd_attacks import APGDCE, APGDDLR, APGDT
+    from advframe_autoattack.fab import FABT
     from advframe_autoattack.square import Square
 
-    for attack in (APGDCE, APGDDLR, APGDT, Square):
+    for attack in (APGDCE, APGDDLR, APGDT, FABT, Square):
         register(attack)
