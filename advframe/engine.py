@@ -1,6 +1,6 @@
 """The adversarial-batch engine: audited adversarial examples for one model and batch.
 
-Everything in advframe that attacks a model goes through :func:`craft`: the
+Everything in advframe that attacks a model goes through :meth:`Engine.craft`: the
 evaluator, black-box transfer, the checks' probe and adversarial training. For one
 model, one batch, one attack and an eps grid it yields one :class:`Record` per eps,
 holding the adversarial batch, its audit against the threat model, the passes and
@@ -136,81 +136,110 @@ def _bad_output(crafted: Any, x: torch.Tensor) -> str | None:
     return None
 
 
-def _failed(spec: AttackSpec, index: int, threats: Sequence[ThreatModel], start: int, n: int, reason: str,
-            seeds: Sequence[int] | None) -> list[Record]:
-    return [Record(spec.name, index, j, t, None, None, 0.0, 0.0, 0.0, None if seeds is None else seeds[j], False,
-                   Violation(spec.name, t.eps, start, n, 0.0, reason)) for j, t in enumerate(threats)]
-
-
-def craft(model: Model, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, threats: Sequence[ThreatModel], *,
-          attack_index: int = 0, start: int = 0, seed: int | None = 0, target: torch.Tensor | None = None,
-          strict: bool = False, context: str = "") -> list[Record]:
-    """Run one attack over an eps grid on one batch and audit every result.
+class Engine:
+    """Audited adversarial batches for the threat models of one run.
 
     Args:
-        model: the attacked Model, in eval mode.
-        x: the clean batch (never handed to the attack itself: it gets a copy).
-        y: the labels the attack reads (true labels, or predictions for a label-leak twin).
-        spec: the attack.
-        threats: the threat models of the grid.
-        attack_index: the attack's position in the run (enters the seed).
-        start: the batch's first example in the data (enters the seed).
+        threats: the threat models of the grid (one norm, usually one per eps).
         seed: the run's seed; ``None`` leaves torch's RNG alone (training, which seeds
             its attacks by step).
-        target: target classes for targeted threats.
         strict: raise on the first refused batch instead of recording it.
         context: prefix for the strict-mode error (e.g. the source model's name).
-
-    Returns:
-        One :class:`Record` per threat, in order.
-
-    Raises:
-        ThreatViolation: in ``strict`` mode, for a refused batch.
-        AdvframeError: a usage error the attack raised (e.g. a parameter it refuses).
     """
-    n = int(x.shape[0])
-    seeds = None if seed is None else [attack_seed(seed, start, attack_index, j) for j in range(len(threats))]
-    attacked = x.detach().clone()
-    labels = y.detach().clone()
-    try:
-        crafted = spec.attack.grid(model, attacked, labels, threats, target, seeds)
-    except AdvframeError:
-        raise
-    except Exception as exc:  # a buggy or hostile attack must not end the run
-        frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-        where = f" at {frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno}" if frame else ""
-        reason = f"attack {spec.label} raised {type(exc).__name__}: {exc}{where}"
-        return _refuse_all(_failed(spec, attack_index, threats, start, n, reason, seeds), strict, context)
-    if not torch.equal(attacked, x) or not torch.equal(labels, y):
-        reason = f"attack {spec.label} wrote into its input batch"
-        return _refuse_all(_failed(spec, attack_index, threats, start, n, reason, seeds), strict, context)
-    if not isinstance(crafted, list) or len(crafted) != len(threats):
-        got = len(crafted) if isinstance(crafted, list) else type(crafted).__name__
-        reason = f"attack {spec.label} returned {got} results for {len(threats)} threat models"
-        return _refuse_all(_failed(spec, attack_index, threats, start, n, reason, seeds), strict, context)
-    records = []
-    for j, (threat, c) in enumerate(zip(threats, crafted)):
-        s = None if seeds is None else seeds[j]
-        bad = _bad_output(c, x)
+
+    def __init__(self, threats: Sequence[ThreatModel], *, seed: int | None = 0, strict: bool = False,
+                 context: str = ""):
+        self.threats = list(threats)
+        self.seed = seed
+        self.strict = strict
+        self.context = context
+
+    def craft(self, model: Model, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, *, attack_index: int = 0,
+              start: int = 0, target: torch.Tensor | None = None, eps: Sequence[int] | None = None) -> list[Record]:
+        """Run one attack on one batch over the grid (or the ``eps`` indices of it); audit every result.
+
+        Args:
+            model: the attacked Model, in eval mode.
+            x: the clean batch (never handed to the attack itself: it gets a copy).
+            y: the labels the attack reads (true labels, or predictions for a label-leak twin).
+            spec: the attack.
+            attack_index: the attack's position in the run (enters the seed).
+            start: the batch's first example in the data (enters the seed).
+            target: target classes for targeted threats.
+            eps: indices of the threats to run (default: all), which keep their seeds.
+
+        Returns:
+            One :class:`Record` per threat run, in order.
+
+        Raises:
+            ThreatViolation: in ``strict`` mode, for a refused batch.
+            AdvframeError: a usage error the attack raised (e.g. a parameter it refuses).
+        """
+        indices = list(range(len(self.threats))) if eps is None else list(eps)
+        threats = [self.threats[j] for j in indices]
+        seeds = None if self.seed is None else [attack_seed(self.seed, start, attack_index, j) for j in indices]
+        cells = [_Cell(spec.name, attack_index, j, t, None if seeds is None else seeds[k], start, int(x.shape[0]))
+                 for k, (j, t) in enumerate(zip(indices, threats))]
+        attacked, labels = x.detach().clone(), y.detach().clone()
+        try:
+            crafted = spec.attack.grid(model, attacked, labels, threats, target, seeds)
+        except AdvframeError:
+            raise
+        except Exception as exc:  # a buggy or hostile attack must not end the run
+            return self._refuse_all([c.failed(f"attack {spec.label} raised {_raised(exc)}") for c in cells])
+        if not torch.equal(attacked, x) or not torch.equal(labels, y):
+            return self._refuse_all([c.failed(f"attack {spec.label} wrote into its input batch") for c in cells])
+        if not isinstance(crafted, list) or len(crafted) != len(threats):
+            got = len(crafted) if isinstance(crafted, list) else type(crafted).__name__
+            why = f"attack {spec.label} returned {got} results for {len(threats)} threat models"
+            return self._refuse_all([c.failed(why) for c in cells])
+        return self._refuse_all([c.audited(out, x, spec) for c, out in zip(cells, crafted)])
+
+    def _refuse_all(self, records: list[Record]) -> list[Record]:
+        if self.strict:
+            for r in records:
+                if r.refusal is not None:
+                    raise ThreatViolation(f"{self.context}{r.refusal.describe()}")
+        return records
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """Where one (attack, eps) of a batch stands: what its record is made of."""
+
+    attack: str
+    attack_index: int
+    eps_index: int
+    threat: ThreatModel
+    seed: int | None
+    start: int
+    n: int
+
+    def failed(self, reason: str) -> Record:
+        """The record of an attack refused for misbehaving."""
+        refusal = Violation(self.attack, self.threat.eps, self.start, self.n, 0.0, reason)
+        return Record(self.attack, self.attack_index, self.eps_index, self.threat, None, None, 0.0, 0.0, 0.0,
+                      self.seed, False, refusal)
+
+    def audited(self, crafted: Any, x: torch.Tensor, spec: AttackSpec) -> Record:
+        """The record of one returned batch, after its shape check and audit."""
+        bad = _bad_output(crafted, x)
         if bad is not None:
-            refusal = Violation(spec.name, threat.eps, start, n, 0.0, f"attack {spec.label} {bad}")
-            records.append(Record(spec.name, attack_index, j, threat, None, None, 0.0, 0.0, 0.0, s, False, refusal))
-            continue
-        report = threat.audit(c.x_adv, x)
-        refusal = None if report.ok else Violation(spec.name, threat.eps, start, report.violations,
+            return self.failed(f"attack {spec.label} {bad}")
+        report = self.threat.audit(crafted.x_adv, x)
+        refusal = None if report.ok else Violation(self.attack, self.threat.eps, self.start, report.violations,
                                                    report.max_excess)
-        records.append(Record(spec.name, attack_index, j, threat, c.x_adv.detach() if report.ok else None, report,
-                              float(c.gradient_evaluations), float(c.forward_queries), float(c.seconds), s,
-                              bool(c.shared), refusal))
-    return _refuse_all(records, strict, context)
+        return Record(self.attack, self.attack_index, self.eps_index, self.threat,
+                      crafted.x_adv.detach() if report.ok else None, report, float(crafted.gradient_evaluations),
+                      float(crafted.forward_queries), float(crafted.seconds), self.seed, bool(crafted.shared),
+                      refusal)
 
 
-def _refuse_all(records: list[Record], strict: bool, context: str) -> list[Record]:
-    if strict:
-        for r in records:
-            if r.refusal is not None:
-                raise ThreatViolation(f"{context}{r.refusal.describe()}")
-    return records
+def _raised(exc: BaseException) -> str:
+    """``"ValueError: message at file.py:12"``."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" at {frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno}" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}"
 
 
 def craft_audited(model: Model, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, threat: ThreatModel,
@@ -222,7 +251,8 @@ def craft_audited(model: Model, x: torch.Tensor, y: torch.Tensor, spec: AttackSp
     Raises:
         ThreatViolation: when the attack's batch is refused.
     """
-    (record,) = craft(model, x, y, spec, [threat], seed=None, target=target, strict=True,
-                      context="adversarial training: ")
-    assert record.x_adv is not None  # strict mode raised otherwise
+    (record,) = Engine([threat], seed=None, strict=True, context="adversarial training: ").craft(
+        model, x, y, spec, target=target)
+    if record.x_adv is None:  # unreachable: strict mode raised for every refusal
+        raise ThreatViolation(f"adversarial training: attack {spec.label} made no batch")
     return record.x_adv

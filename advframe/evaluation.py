@@ -18,17 +18,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from advframe import distributed, engine
+from advframe import distributed
 from advframe.attack import random_target
 from advframe.checkpoint import atomic_write_text
 from advframe.data_source import as_source
-from advframe.engine import AttackSpec, Record, Violation
+from advframe.engine import AttackSpec, Engine, Record, Violation
 from advframe.errors import ParameterError
 from advframe.metrics import RunTally, ratio, topk_correct
 from advframe.model import Model, as_model, model_config
 from advframe.options import EvalOptions, resolve_attacks
 from advframe.progress import emit
 from advframe.threat import ThreatModel
+from advframe.worst_case import WorstCase, key
 
 SCHEMA = "advframe.eval/1"
 __all__ = ["SCHEMA", "AttackSpec", "EvalResult", "Violation", "classify", "evaluate"]
@@ -80,8 +81,7 @@ def _targets(mode: str, y: torch.Tensor, clean_scores: torch.Tensor, seed: int, 
     return random_target(y.cpu(), clean_scores.shape[1], g).to(y.device)
 
 
-def _key(i: int, j: int) -> str:
-    return f"{i}:{j}"
+_key = key
 
 
 class _Evaluation:
@@ -101,11 +101,14 @@ class _Evaluation:
         self.specs = resolve_attacks(attacks, opts.params)
         for s in self.specs:
             s.attack.check_threat(self.threats[0], torch.zeros(1) if opts.targeted else None)
+        self.engine = Engine(self.threats, seed=opts.seed, strict=opts.strict)
+        self.worst = WorstCase(self.specs, self.threats) if opts.worst_case else None
         self.rank, self.world = distributed.rank_and_world()
         self.config = {"attacks": [s.name for s in self.specs], "params": [s.params for s in self.specs],
                        "eps": grid, "norm": opts.norm, "targeted": opts.targeted, "target": opts.target,
                        "batch_size": opts.batch_size, "examples": len(self.source), "seed": opts.seed,
-                       "label_leaks": opts.label_leaks, "rank": self.rank, "world": self.world}
+                       "label_leaks": opts.label_leaks, "worst_case": opts.worst_case, "rank": self.rank,
+                       "world": self.world}
         self.tallies = {_key(i, j): RunTally() for i in range(len(self.specs)) for j in range(len(grid))}
         self.clean = RunTally()
         self.violations: list[Violation] = []
@@ -131,6 +134,8 @@ class _Evaluation:
             return
         self.tallies = {k: RunTally.from_state(v) for k, v in state["tallies"].items()}
         self.clean = RunTally.from_state(state["clean"])
+        if self.worst is not None:
+            self.worst.rows = {k: RunTally.from_state(v) for k, v in state["worst_case"].items()}
         self.violations = [Violation(**v) for v in state["violations"]]
         self.done = set(state["done"])
 
@@ -140,6 +145,7 @@ class _Evaluation:
         atomic_write_text(self.state_file, json.dumps({
             "config": self.config, "tallies": {k: v.to_state() for k, v in self.tallies.items()},
             "clean": self.clean.to_state(), "violations": [v.__dict__ for v in self.violations],
+            "worst_case": {k: v.to_state() for k, v in self.worst.rows.items()} if self.worst else None,
             "done": sorted(self.done)}))
 
     def starts(self) -> list[int]:
@@ -155,13 +161,13 @@ class _Evaluation:
         clean_scores, clean_pred, clean_ok, clean_top5 = classify(self.model, x, y)
         self.clean.add(examples=int(y.shape[0]), top1=int(clean_ok.sum()), top5=int(clean_top5.sum()))
         tgt = _targets(o.target, y, clean_scores, o.seed, start) if o.targeted else None
-        for i, spec in enumerate(self.specs):
-            records = engine.craft(self.model, x, y, spec, self.threats, attack_index=i, start=start, seed=o.seed,
-                                   target=tgt, strict=o.strict)
+        if self.worst is not None:
+            self.worst.batch(self.engine, self.model, x, y, clean_ok, start, self.tallies, self.violations)
+        for i, spec in enumerate(self.specs if self.worst is None else []):
+            records = self.engine.craft(self.model, x, y, spec, attack_index=i, start=start, target=tgt)
             twins: list[Record | None] = [None] * len(records)
             if self.measures_leaks(spec):
-                twins = list(engine.craft(self.model, x, clean_pred, spec, self.threats, attack_index=i,
-                                          start=start, seed=o.seed))
+                twins = list(self.engine.craft(self.model, x, clean_pred, spec, attack_index=i, start=start))
             for j, (rec, twin) in enumerate(zip(records, twins)):
                 self._count(self.tallies[_key(i, j)], rec, twin, x, y, clean_ok, tgt)
         self.done.add(start)
@@ -194,6 +200,8 @@ class _Evaluation:
             self.clean = distributed.all_reduce_tally(self.clean, self.device)
             self.tallies = {k: distributed.all_reduce_tally(v, self.device) for k, v in self.tallies.items()}
             self.violations = distributed.all_gather_objects(self.violations)
+            if self.worst is not None:
+                self.worst.rows = {k: distributed.all_reduce_tally(v, self.device) for k, v in self.worst.rows.items()}
 
     def run_entry(self, spec: AttackSpec, threat: ThreatModel, t: RunTally) -> dict[str, Any]:
         """One entry of the results document's ``runs``."""
@@ -218,6 +226,11 @@ class _Evaluation:
         """The :class:`EvalResult` of the tallies."""
         runs = [self.run_entry(spec, threat, self.tallies[_key(i, j)])
                 for i, spec in enumerate(self.specs) for j, threat in enumerate(self.threats)]
+        extra: dict[str, Any] = {}
+        if self.worst is not None:
+            for r, (i, j) in zip(runs, [(i, j) for i in range(len(self.specs)) for j in range(len(self.threats))]):
+                r.update(self.worst.run_entry(i, j, self.tallies))
+            extra["worst_case"] = self.worst.entries(self.tallies)
         o = self.opts
         name = o.model_name or model_config(self.model)[0] or type(self.model).__name__
         return EvalResult(model=name, dataset=self.source.name, split=self.source.split,
@@ -225,7 +238,8 @@ class _Evaluation:
                           clean_top5=ratio(self.clean.top5, self.clean.examples) or 0.0, runs=runs,
                           violations=self.violations,
                           meta={"seed": o.seed, "batch_size": o.batch_size, "bounds": list(self.source.bounds),
-                                "target_mode": o.target if o.targeted else None, "processes": self.world})
+                                "target_mode": o.target if o.targeted else None, "processes": self.world,
+                                **extra})
 
 
 def evaluate(model: nn.Module, data: Any, attacks: Sequence[Any] | None = None, eps: Sequence[float] | None = None,

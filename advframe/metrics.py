@@ -30,6 +30,7 @@ class RunTally:
     top1: int = 0                # adversarial top-1 correct
     top5: int = 0                # adversarial top-5 correct
     flipped: int = 0             # clean-correct examples the attack made wrong (untargeted)
+    broke: int = 0               # worst case: still-robust examples this attack broke
     hit_target: int = 0          # examples classified as the target (targeted)
     label_leaks: int = 0         # correct under the true-label attack, wrong under its predicted-label twin
     leak_measured: int = 0       # examples on which label leaking was measured

@@ -87,6 +87,9 @@ class EvalOptions(RunOptions):
         state_path: a JSON file where partial sums are saved atomically after every
             batch; an interrupted evaluation with the same settings resumes from it.
         model_name: the name to report (default: the registry name or class name).
+        worst_case: worst-case robust accuracy over the attacks, in the given order: each
+            attack runs only on the examples every earlier one failed on (see
+            :mod:`advframe.worst_case`); the document gains ``worst_case``.
     """
 
     targeted: bool = False
@@ -94,9 +97,12 @@ class EvalOptions(RunOptions):
     label_leaks: bool | None = None
     state_path: str | os.PathLike[str] | None = None
     model_name: str | None = None
+    worst_case: bool = False
 
     def validate(self) -> None:
         super().validate()
+        if self.worst_case and self.targeted:
+            raise ParameterError("worst-case robust accuracy is untargeted: drop --targeted or --worst-case")
         if self.target not in TARGET_MODES:
             raise ParameterError(f"target mode '{self.target}' is unknown: use one of {', '.join(TARGET_MODES)}")
 

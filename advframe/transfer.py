@@ -31,9 +31,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from advframe import engine, plugins
+from advframe import plugins
 from advframe.data_source import as_source
-from advframe.engine import Record, Violation
+from advframe.engine import Engine, Record, Violation
 from advframe.errors import ParameterError
 from advframe.metrics import RunTally, ratio, topk_correct
 from advframe.model import as_model, model_config
@@ -150,6 +150,8 @@ class _Transfer:
         self.audits = {(si, ai, j): RunTally() for si in range(len(self.src)) for ai in range(len(self.specs))
                        for j in range(len(self.grid))}
         self.violations: list[Violation] = []
+        self.engines = [Engine(self.threats, seed=opts.seed, strict=opts.strict, context=f"source {name}: ")
+                        for name in self.s_names]
 
     def _correct(self, keys: Any, x: torch.Tensor, y: torch.Tensor) -> dict[int, dict[str, torch.Tensor]]:
         out = {}
@@ -172,8 +174,7 @@ class _Transfer:
         for si, s_model in enumerate(self.src):
             for ai, spec in enumerate(self.specs):
                 t0 = time.perf_counter()
-                records = engine.craft(s_model, x, y, spec, self.threats, attack_index=ai, start=start, seed=o.seed,
-                                       strict=o.strict, context=f"source {self.s_names[si]}: ")
+                records = self.engines[si].craft(s_model, x, y, spec, attack_index=ai, start=start)
                 for rec in records:
                     self._count(si, ai, rec, s_model, y, n, clean_ok)
                 emit(o.progress, f"transfer {self.s_names[si]} {spec.name}", bi + 1, total,

@@ -430,24 +430,23 @@ def test_registered_names():
     assert advframe.get_attack("square").black_box
 
 
-def test_suites_name_registered_attacks_with_valid_parameters():
-    from advframe_autoattack.suites import SUITES
-
-    assert [name for name, _ in SUITES["autoattack"]] == ["apgd_ce", "apgd_t", "fab_t", "square"]
-    assert SUITES["autoattack_fast"] == [("apgd_ce", {}), ("apgd_t", {})]
-    for suite in SUITES.values():
-        for name, params in suite:
+def test_suites_are_registered_in_order_with_valid_parameters():
+    reg = advframe.plugins.registry()
+    full = reg.get("suites", "autoattack").factory
+    assert [name for name, _ in full.attacks] == ["apgd_ce", "apgd_t", "fab_t", "square"]
+    assert reg.get("suites", "autoattack_fast").factory.attacks == (("apgd_ce", {}), ("apgd_t", {}))
+    for suite in (full, reg.get("suites", "autoattack_fast").factory):
+        for name, params in suite.attacks:
             assert advframe.get_attack(name, **params).name == name
 
 
-def test_missing_gradient_plugin_fails_registration_in_one_line(monkeypatch):
+def test_missing_gradient_plugin_is_one_line_and_registers_nothing(monkeypatch):
     import advframe_autoattack.plugin as plugin
 
     monkeypatch.setitem(sys.modules, "advframe_gradient.losses", None)
     monkeypatch.delenv("ADVFRAME_STRICT_PLUGINS", raising=False)
-    with pytest.raises(AdvframeError, match="needs the plugin 'gradient'"):
-        plugin.register_attacks(register=lambda attack: None)
     host = PluginHost()
     info = host.add(plugin, "autoattack")
-    assert info.status == "error" and len(info.errors) == 1
-    assert "needs the plugin 'gradient'" in info.errors[0] and "\n" not in info.errors[0]
+    host.check_requirements()
+    assert info.status == "error" and "apgd_ce" not in host.registry.names("attacks")
+    assert any("needs plugin 'gradient'" in e and "\n" not in e for e in info.errors)

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from advframe import engine, plugins
-from advframe.engine import AttackSpec
+from advframe import plugins
+from advframe.engine import AttackSpec, Engine
 from advframe.errors import AdvframeError, UnknownNameError
 from advframe.model import Model
 from advframe.threat import ThreatModel
@@ -161,7 +161,7 @@ class Probe:
         preds = []
         for i in range(0, self.n, self.batch_size):
             x, y = self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
-            (record,) = engine.craft(crafter, x, y, spec, [threat], start=i, seed=self.seed)
+            (record,) = Engine([threat], seed=self.seed).craft(crafter, x, y, spec, start=i)
             if record.refusal is not None or record.x_adv is None:
                 raise AttackUnavailable(record.refusal.describe() if record.refusal else f"attack '{name}' failed")
             preds.append(self.predict(record.x_adv))

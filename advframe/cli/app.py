@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -31,6 +31,7 @@ class Kind(str, Enum):
     defenses = "defenses"
     models = "models"
     datasets = "datasets"
+    suites = "suites"
 
 
 def resolve_device(device: str) -> str:
@@ -65,6 +66,25 @@ def load_model_and_data(model: Optional[str], dataset: Optional[str], data_dir: 
     return net, data, name
 
 
+def attacks_of(attack: Optional[list[str]], suite: Optional[str], params: dict[str, Any]) -> list[Any]:
+    """The attacks of ``--attack`` (default: the declared default) or of ``--suite`` with its parameters.
+
+    A suite's own parameters come first; ``--param`` entries override them.
+    """
+    if suite is None:
+        return resolve_attacks(attack or None, params)
+    if attack:
+        raise ParameterError(f"--suite {suite} runs its own attacks: drop --attack {' --attack '.join(attack)}")
+    members = plugins.registry().get("suites", suite).factory.attacks
+    merged: dict[str, Any] = {name: dict(p) for name, p in members}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            merged.setdefault(key, {}).update(value)
+        else:
+            merged[key] = value
+    return resolve_attacks([name for name, _ in members], merged)
+
+
 def eval_command(
     ctx: typer.Context,
     model: Annotated[Optional[str], typer.Option(help="Model name or .safetensors checkpoint (default: the embedded mnist5k model).")] = None,
@@ -87,6 +107,8 @@ def eval_command(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     checks: Annotated[bool, typer.Option(help="Run the gradient-masking and attack-failure checks after the attacks.")] = True,
     devices: Annotated[int, typer.Option(help="Processes to evaluate on (batches are shared out, counts summed); also works under torchrun.")] = 1,
+    worst_case: Annotated[bool, typer.Option("--worst-case", help="Worst-case robust accuracy over the --attack list in the given order: a later attack runs only on examples still robust.")] = False,
+    suite: Annotated[Optional[str], typer.Option(help="Run a registered attack suite worst-case (see 'advframe list suites'); replaces --attack.")] = None,
 ) -> None:
     """Evaluate a model under attacks over an eps grid and print the table (and the checks)."""
     import advframe
@@ -101,7 +123,7 @@ def eval_command(
 
     ThreatModel(norm=norm)  # validates the norm before anything slow
     grid = parse_eps_list(eps)
-    specs = resolve_attacks(attack or None, parse_params(param))
+    specs = attacks_of(attack, suite, parse_params(param))
     if resume and output is None:
         raise ParameterError("--resume needs --output FILE.json (the partial state is kept beside it)")
     dev = str(distributed.init_from_env(resolve_device(device)))
@@ -114,7 +136,8 @@ def eval_command(
     with render.progress_bar(progress and rank == 0) as cb:
         result = advframe.evaluate(net, data, attacks=specs, eps=grid, norm=norm, targeted=targeted, target=target,
                                    batch_size=batch_size, limit=limit, device=dev, seed=seed,
-                                   label_leaks=label_leaks, progress=cb, state_path=state, model_name=model_name)
+                                   label_leaks=label_leaks, progress=cb, state_path=state, model_name=model_name,
+                                   worst_case=worst_case or suite is not None)
         distributed.shutdown()
         if rank != 0:
             if state is not None and state.exists():
@@ -135,7 +158,7 @@ def eval_command(
         render.console.print(f"results written to {output}")
 
 
-def list_command(kind: Annotated[Optional[Kind], typer.Argument(help="attacks, defenses, models or datasets.")] = None) -> None:
+def list_command(kind: Annotated[Optional[Kind], typer.Argument(help="attacks, defenses, models, datasets or suites.")] = None) -> None:
     """List registered components: name, plugin, summary."""
     reg = plugins.registry()
     kinds = [kind.value] if kind else list(KINDS)
@@ -144,6 +167,8 @@ def list_command(kind: Annotated[Optional[Kind], typer.Argument(help="attacks, d
         for name in reg.names(k):
             d = reg.get(k, name).describe()
             row = [name + (f" ({', '.join(d['aliases'])})" if d["aliases"] else ""), d["distribution"], d["plugin"]]
+            if k == "suites":
+                row += [", ".join(a for a, _ in reg.get(k, name).factory.attacks)]
             if k == "attacks":
                 row += [",".join(d.get("norms", [])), "yes" if d.get("targetable") else "no",
                         "yes" if d.get("uses_true_label") else "no"]
@@ -151,6 +176,8 @@ def list_command(kind: Annotated[Optional[Kind], typer.Argument(help="attacks, d
         cols = ["name", "distribution", "plugin"]
         if k == "attacks":
             cols += ["norms", "targeted", "reads label"]
+        if k == "suites":
+            cols += ["attacks (in order)"]
         render.console.print(render.simple_table(k, cols + ["summary"], rows))
 
 

@@ -59,6 +59,9 @@ def eval_table(doc: dict[str, Any]) -> Table:
     clean = doc["clean"]
     table = Table(title=f"{doc['model']} on {doc['dataset']}/{doc['split']} · {doc['examples']} examples · "
                         f"clean top-1 {pct(clean['top1'])}, top-5 {pct(clean['top5'])}")
+    worst = doc.get("worst_case") or []
+    if worst:
+        return worst_case_table(doc, table)
     for col in ("attack", "eps", "norm", "top-1", "top-5", "success", "acc. ratio", "label leaks",
                 "max pert.", "violations", "grad evals", "seconds"):
         table.add_column(col, justify="left" if col in ("attack", "norm") else "right")
@@ -67,9 +70,34 @@ def eval_table(doc: dict[str, Any]) -> Table:
         table.add_row(name, f"{r['eps']:.4g}", r["norm"], pct(r["top1"]), pct(r["top5"]), pct(r["success_rate"]),
                       "—" if r["accuracy_ratio"] is None else f"{r['accuracy_ratio']:.3f}",
                       "—" if r["label_leaks"] is None else str(r["label_leaks"]),
-                      f"{r['max_perturbation']:.4g}", str(r["violations"]),
-                      "—" if r["gradient_evaluations"] is None else f"{r['gradient_evaluations']:.4g}",
-                      f"{r['seconds']:.2f}")
+                      f"{r['max_perturbation']:.4g}", str(r["violations"]), _passes(r), f"{r['seconds']:.2f}")
+    return table
+
+
+def _passes(r: dict[str, Any]) -> str:
+    """Gradient evaluations per example; a one-step grid's shared gradient says so."""
+    g = r.get("gradient_evaluations")
+    if g is None:
+        return "—"
+    return f"{g:.4g} (shared)" if r.get("gradient_shared_across_eps") else f"{g:.4g}"
+
+
+def worst_case_table(doc: dict[str, Any], table: Table) -> Table:
+    """A worst-case evaluation: each attack's examples broken, then the worst case per eps."""
+    for col in ("attack", "eps", "norm", "attacked", "broke", "robust after", "violations", "grad evals",
+                "queries", "seconds"):
+        table.add_column(col, justify="left" if col in ("attack", "norm") else "right")
+    for w in doc["worst_case"]:
+        for r in doc["runs"]:
+            if abs(r["eps"] - w["eps"]) > 1e-12:
+                continue
+            table.add_row(r["attack"], f"{r['eps']:.4g}", r["norm"], str(w["attacked"][r["attack"]]), str(r["broke"]),
+                          pct(r["robust_after"]), str(r["violations"]), _passes(r),
+                          "—" if r.get("forward_queries") is None else f"{r['forward_queries']:.4g}",
+                          f"{r['seconds']:.2f}")
+        table.add_row("[bold]worst case[/bold]", f"{w['eps']:.4g}", w["norm"], "", str(sum(w["broke"].values())),
+                      f"[bold]{pct(w['top1'])}[/bold]", str(w["violations"]), f"{w['gradient_evaluations']:.4g}",
+                      f"{w['forward_queries']:.4g}", f"{w['seconds']:.2f}", end_section=True)
     return table
 
 

@@ -8,8 +8,7 @@ which break almost every example the full ensemble breaks at a fraction of the c
 A worst-case evaluation runs each attack on the examples the previous ones left robust;
 an example counts as robust only if every attack of the suite fails on it.
 
-Registering these suites is the job of the core's suite hook (``register_suites``);
-this module only holds the data.
+:mod:`advframe_autoattack.plugin` registers them through the ``register_suites`` hook.
 """
 
 from __future__ import annotations
@@ -19,4 +18,9 @@ from typing import Any
 SUITES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "autoattack": [("apgd_ce", {}), ("apgd_t", {}), ("fab_t", {}), ("square", {"queries": 5000})],
     "autoattack_fast": [("apgd_ce", {}), ("apgd_t", {})],
+}
+
+SUMMARIES: dict[str, str] = {
+    "autoattack": "AutoAttack standard: apgd_ce, apgd_t, fab_t, square (Croce & Hein 2020)",
+    "autoattack_fast": "AutoAttack's gradient attacks only: apgd_ce, apgd_t (Croce & Hein 2020)",
 }

@@ -1,0 +1,100 @@
+"""Worst-case robust accuracy over an ordered list of attacks (a suite).
+
+An example counts as robust at an eps only if it is classified correctly when clean and
+every attack of the list fails on it (the number RobustBench ranks; Croce & Hein, ICML
+2020). The attacks run in the given order, each only on the examples still robust at
+that eps, so an example broken early costs no later attack anything: the passes spent
+and the examples each attack did not need to attack are both reported. Every
+adversarial batch goes through the engine and its audit; a refused batch breaks
+nothing (its examples stay robust) and is reported as a violation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from advframe.engine import AttackSpec, Engine, Violation
+from advframe.metrics import RunTally, ratio
+from advframe.model import Model
+from advframe.threat import ThreatModel
+
+
+def key(i: int, j: int) -> str:
+    """The tally key of attack ``i`` at eps ``j``."""
+    return f"{i}:{j}"
+
+
+class WorstCase:
+    """The tallies of a worst-case evaluation: one row per eps, one cell per (attack, eps).
+
+    Args:
+        specs: the attacks, in run order.
+        threats: the threat models of the grid.
+    """
+
+    def __init__(self, specs: Sequence[AttackSpec], threats: Sequence[ThreatModel]):
+        self.specs = list(specs)
+        self.threats = list(threats)
+        self.rows = {str(j): RunTally() for j in range(len(threats))}
+
+    def batch(self, engine: Engine, model: Model, x: torch.Tensor, y: torch.Tensor, clean_ok: torch.Tensor,
+              start: int, tallies: dict[str, RunTally], violations: list[Violation]) -> None:
+        """Run the cascade on one batch at every eps and fold it into the tallies."""
+        n = int(y.shape[0])
+        for j in range(len(self.threats)):
+            robust = clean_ok.clone()
+            row = self.rows[str(j)]
+            row.add(examples=n, clean_correct=int(clean_ok.sum()))
+            for i, spec in enumerate(self.specs):
+                idx = robust.nonzero().flatten()
+                if idx.numel() == 0:
+                    break
+                (rec,) = engine.craft(model, x[idx], y[idx], spec, attack_index=i, start=start, eps=[j])
+                m = int(idx.numel())
+                cost = {"seconds": rec.seconds, "gradient_evaluations": rec.gradient_evaluations * m,
+                        "forward_queries": rec.forward_queries * m}
+                cell = tallies[key(i, j)]
+                cell.add(**cost)
+                row.add(**cost)
+                if rec.refusal is not None or rec.x_adv is None:
+                    if rec.refusal is not None:
+                        violations.append(rec.refusal)
+                        cell.add(violations=rec.refusal.examples, rejected_batches=1, rejected_examples=m,
+                                 failed_batches=int(rec.refusal.reason != "threat"))
+                    continue
+                with torch.no_grad():
+                    ok = model.predict(model(rec.x_adv)) == y[idx]
+                broke = int((~ok).sum())
+                cell.add(examples=m, clean_correct=m, top1=m - broke, flipped=broke, broke=broke)
+                cell.max_perturbation = max(cell.max_perturbation, rec.audit.max_perturbation if rec.audit else 0.0)
+                robust[idx[~ok]] = False
+            row.add(top1=int(robust.sum()))
+
+    def entries(self, tallies: dict[str, RunTally]) -> list[dict[str, Any]]:
+        """The results document's ``worst_case`` list, one entry per eps."""
+        out = []
+        for j, threat in enumerate(self.threats):
+            row = self.rows[str(j)]
+            cells = [tallies[key(i, j)] for i in range(len(self.specs))]
+            out.append({
+                "eps": threat.eps, "norm": threat.norm, "examples": row.examples,
+                "top1": ratio(row.top1, row.examples), "clean_top1": ratio(row.clean_correct, row.examples),
+                "attacks": [s.name for s in self.specs],
+                "broke": {s.name: c.broke for s, c in zip(self.specs, cells)},
+                "attacked": {s.name: c.examples + c.rejected_examples for s, c in zip(self.specs, cells)},
+                "gradient_evaluations": ratio(row.gradient_evaluations, row.examples),
+                "forward_queries": ratio(row.forward_queries, row.examples),
+                "seconds": row.seconds,
+                "violations": sum(c.violations for c in cells),
+            })
+        return out
+
+    def run_entry(self, i: int, j: int, tallies: dict[str, RunTally]) -> dict[str, Any]:
+        """Keys a run gets in a worst-case evaluation: what attack ``i`` added at eps ``j``."""
+        row = self.rows[str(j)]
+        broken_so_far = sum(tallies[key(k, j)].broke for k in range(i + 1))
+        return {"worst_case_step": i + 1, "broke": tallies[key(i, j)].broke,
+                "robust_after": ratio(row.clean_correct - broken_so_far, row.examples)}
