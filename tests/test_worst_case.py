@@ -1,0 +1,120 @@
+"""Worst-case robust accuracy: the invariant, early exit, resume, two processes, the CLI."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import advframe
+from conftest import run_cli
+
+# Attacks whose result for an example does not depend on the other examples of its batch
+# (no random draw shaped like the batch), so running one on fewer examples changes nothing.
+DETERMINISTIC = ["fgsm", "iter_basic", "deepfool", "pgd"]
+PARAMS = {"iter_basic": {"steps": 5}, "pgd": {"steps": 5, "random_start": False}, "deepfool": {"max_iter": 5}}
+
+
+def params(attacks):
+    return {a: PARAMS[a] for a in attacks if a in PARAMS}
+
+
+def problem(n=60, d=10, k=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    net = nn.Sequential(nn.Linear(d, 16), nn.ReLU(), nn.Linear(16, k))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    x = torch.rand(n, d, generator=g)
+    y = net(x).argmax(1)
+    y[::7] = (y[::7] + 1) % k  # some clean errors
+    return net.eval(), x, y
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_worst_case_is_at_most_every_single_attack(seed):
+    net, x, y = problem(seed=seed)
+    grid = [0.02, 0.05, 0.1, 0.3]
+    worst = advframe.evaluate(net, (x, y), attacks=DETERMINISTIC, eps=grid, params=PARAMS, batch_size=25,
+                              worst_case=True).to_dict()
+    single = advframe.evaluate(net, (x, y), attacks=DETERMINISTIC, eps=grid, params=PARAMS, batch_size=25,
+                               label_leaks=False).to_dict()
+    for w in worst["worst_case"]:
+        alone = [r["top1"] for r in single["runs"] if r["eps"] == w["eps"]]
+        assert w["top1"] <= min(alone) + 1e-12, (w, alone)
+        assert w["top1"] <= w["clean_top1"]
+        # the examples broken add up: clean-correct minus every attack's additions is what survives
+        survivors = round(w["clean_top1"] * w["examples"]) - sum(w["broke"].values())
+        assert survivors == round(w["top1"] * w["examples"])
+        # a later attack only attacks what every earlier one left robust
+        attacked = [w["attacked"][a] for a in DETERMINISTIC]
+        broke = [w["broke"][a] for a in DETERMINISTIC]
+        for i in range(1, len(attacked)):
+            assert attacked[i] == attacked[i - 1] - broke[i - 1]
+    # where the first attack alone breaks everything, the others spend nothing
+    top = worst["worst_case"][-1]
+    if top["attacked"][DETERMINISTIC[1]] == 0:
+        later = [r for r in worst["runs"] if r["eps"] == top["eps"] and r["attack"] != DETERMINISTIC[0]]
+        assert all(r["gradient_evaluations"] == 0 for r in later)
+
+
+def test_early_exit_shows_in_the_pass_count():
+    net, x, y = problem()
+    doc = advframe.evaluate(net, (x, y), attacks=["fgsm", "iter_basic"], eps=[0.3], params=params(["iter_basic"]),
+                            worst_case=True).to_dict()
+    w = doc["worst_case"][0]
+    clean_correct = round(w["clean_top1"] * w["examples"])
+    assert w["attacked"]["fgsm"] == clean_correct
+    assert w["attacked"]["iter_basic"] == clean_correct - w["broke"]["fgsm"]
+    # fgsm: one pass over its examples; iter_basic: 5 passes over the survivors only
+    expected = (clean_correct * 1 + w["attacked"]["iter_basic"] * 5) / w["examples"]
+    assert w["gradient_evaluations"] == pytest.approx(expected)
+
+
+def test_worst_case_resumes_from_its_partial_state(tmp_path):
+    net, x, y = problem()
+    state = tmp_path / "w.json.partial"
+    kw = dict(attacks=["fgsm", "iter_basic"], eps=[0.05, 0.1], params=params(["iter_basic"]), batch_size=20,
+              worst_case=True)
+    full = advframe.evaluate(net, (x, y), **kw).to_dict()
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(event):
+        if event.completed == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        advframe.evaluate(net, (x, y), state_path=state, progress=stop, **kw)
+    resumed = advframe.evaluate(net, (x, y), state_path=state, **kw).to_dict()
+    strip = [{k: v for k, v in w.items() if k != "seconds"} for w in full["worst_case"]]
+    assert [{k: v for k, v in w.items() if k != "seconds"} for w in resumed["worst_case"]] == strip
+
+
+def test_targeted_worst_case_is_refused():
+    net, x, y = problem()
+    with pytest.raises(advframe.AdvframeError, match="untargeted"):
+        advframe.evaluate(net, (x, y), attacks=["fgsm"], eps=[0.1], worst_case=True, targeted=True)
+
+
+def test_cli_suite_and_attack_are_exclusive_and_unknown_suite_suggests():
+    r = run_cli("eval", "--suite", "autoattack", "--attack", "fgsm", "--no-progress")
+    assert r.returncode == 2 and "drop --attack fgsm" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("eval", "--suite", "autoatack", "--no-progress")
+    assert r.returncode == 2 and "did you mean 'autoattack'" in r.stderr
+
+
+@pytest.mark.slow
+def test_two_process_worst_case_equals_one_process(tmp_path):
+    args = ["eval", "--attack", "fgsm", "--attack", "iter_basic", "--param", "iter_basic.steps=3", "--worst-case",
+            "--eps", "0.1", "--eps", "0.2", "--limit", "200", "--batch-size", "50", "--no-progress", "--no-checks"]
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    r1 = run_cli(*args, "--output", str(one), env={"OMP_NUM_THREADS": "1"})
+    assert r1.returncode == 0, r1.stderr
+    r2 = run_cli(*args, "--output", str(two), "--devices", "2", env={"OMP_NUM_THREADS": "1"})
+    assert r2.returncode == 0, r2.stderr
+    d1, d2 = json.loads(one.read_text()), json.loads(two.read_text())
+    keys = ("eps", "examples", "top1", "broke", "attacked", "gradient_evaluations", "violations")
+    assert [{k: w[k] for k in keys} for w in d2["worst_case"]] == [{k: w[k] for k in keys} for w in d1["worst_case"]]
+    assert d2["processes"] == 2
