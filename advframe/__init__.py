@@ -15,14 +15,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from advframe.api import build_model, get_attack, get_dataset, get_defense, load_dataset, load_model
+from advframe.api import build_model, get_attack, get_dataset, get_defense, load_dataset, load_model, save_model
 from advframe.attack import Attack
 from advframe.checkpoint import load_checkpoint, save_checkpoint
 from advframe.dataset import Dataset, LabeledData
 from advframe.defense import Defense
 from advframe.errors import AdvframeError
 from advframe.hookspecs import hookimpl
-from advframe.model import Classifier, as_model
+from advframe.model import Classifier, Normalized, as_model
 from advframe.threat import ThreatModel
 
 
@@ -31,7 +31,9 @@ from advframe.training import TrainResult, train
 
 
 __all__ = [
-    "AdvframeError", "Attack", "EvalResult", "TrainResult", "Classifier", "Dataset", "Defense", "LabeledData", "ThreatModel",
+    "AdvframeError", "Attack", "EvalResult", "TrainResult", "Classifier", "Dataset", "Defense", "LabeledData", "Normalized",
+    "ThreatModel",
     "__version__", "as_model", "build_model", "evaluate", "get_attack", "get_dataset", "get_defense",
-    "hookimpl", "load_checkpoint", "load_dataset", "load_model", "save_checkpoint", "train",
+    "hookimpl", "load_checkpoint", "load_dataset", "load_model", "save_checkpoint", "save_model",
+    "train",
 ]

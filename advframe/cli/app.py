@@ -11,6 +11,7 @@ import typer
 
 from advframe import plugins
 from advframe.cli import render
+from advframe.cli.models import ArchOption, ModelParamOption, NormalizeOption, UntrainedOption
 from advframe.cli.options import check_all_used, params_for, parse_eps_list, parse_params
 from advframe.errors import DataError, ParameterError
 from advframe.registry import KINDS
@@ -40,27 +41,35 @@ def resolve_device(device: str) -> str:
 
 
 def load_model_and_data(model: Optional[str], dataset: Optional[str], data_dir: Optional[Path], split: str,
-                        device: str) -> tuple[object, object, str]:
+                        device: str, arch: Optional[str] = None, model_param: Optional[list[str]] = None,
+                        normalize: Optional[str] = None, untrained: bool = False) -> tuple[object, object, str]:
     """The model and data the user named, or the embedded default."""
     import advframe
     from advframe.checkpoint import read_metadata
+    from advframe.cli.models import is_checkpoint, load_user_model
+    from advframe.model_io import check_clean_outputs
 
     if data_dir is not None and not data_dir.is_dir():
         raise DataError(f"--data-dir '{data_dir}' does not exist: pass an existing folder")
-    model_spec = model or DEFAULT_MODEL
+    model_spec = model or (None if arch is not None else DEFAULT_MODEL)
     if dataset is None:
         dataset = DEFAULT_DATASET
-        if model is not None and model.endswith(".safetensors") and Path(model).is_file():
+        if is_checkpoint(model) and Path(model).is_file():
             dataset = read_metadata(model).get("dataset") or DEFAULT_DATASET
     data = advframe.load_dataset(dataset, split=split, data_dir=data_dir)
-    net = advframe.load_model(model_spec, device=device)
-    name = Path(model_spec).stem if model_spec.endswith(".safetensors") else model_spec
+    net, name = load_user_model(model_spec, arch=arch, model_param=model_param, normalize=normalize,
+                                untrained=untrained, device=device)
+    check_clean_outputs(net, data, name, device)
     return net, data, name
 
 
 def eval_command(
     ctx: typer.Context,
     model: Annotated[Optional[str], typer.Option(help="Model name or .safetensors checkpoint (default: the embedded mnist5k model).")] = None,
+    arch: ArchOption = None,
+    model_param: ModelParamOption = None,
+    normalize: NormalizeOption = None,
+    untrained: UntrainedOption = False,
     dataset: Annotated[Optional[str], typer.Option(help="Data set name (default: mnist5k, or the checkpoint's).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the data set's files.")] = None,
     split: Annotated[str, typer.Option(help="Data split.")] = "test",
@@ -104,7 +113,8 @@ def eval_command(
         raise ParameterError("--resume needs --output FILE.json (the partial state is kept beside it)")
     dev = str(distributed.init_from_env(resolve_device(device)))
     rank, world = distributed.rank_and_world()
-    net, data, model_name = load_model_and_data(model, dataset, data_dir, split, dev)
+    net, data, model_name = load_model_and_data(model, dataset, data_dir, split, dev, arch, model_param, normalize,
+                                                untrained)
     suffix = ".partial" if world == 1 else f".partial.rank{rank}"
     state = Path(str(output) + suffix) if output is not None else None
     if state is not None and state.exists() and not resume:
