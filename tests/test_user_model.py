@@ -141,3 +141,20 @@ def test_with_a_registered_name_nothing_is_imported(evil, tmp_path):
 def test_architecture_without_weights_needs_untrained():
     proc = run_cli("eval", "--model", "mnist_cnn", "--attack", "fgsm", "--limit", "10", "--no-progress")
     assert proc.returncode == 2 and "--untrained" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_arch_works_for_train_transfer_and_lipschitz(usernet, tmp_path):
+    ck = tmp_path / "cli.safetensors"
+    proc = run_cli("train", "--arch", "usernet_mod:Net", "--model-param", "hidden=8", "--out", str(ck),
+                   "--epochs", "1", "--batch-size", "200", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    meta = load_checkpoint(ck)[1]
+    assert meta["arch"] == "usernet_mod:Net" and meta["model_config"] == {"hidden": 8} and meta["model"] is None
+    proc = run_cli("transfer", "--source", str(ck), "--target", "mnist_cnn_standard", "--arch", "usernet_mod:Net",
+                   "--attack", "fgsm", "--eps", "0.1", "--limit", "20", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("lipschitz", "--model", str(ck), "--arch", "usernet_mod:Net")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("eval", "--arch", "usernet_mod:Net", "--untrained", "--attack", "fgsm", "--eps", "0.1",
+                   "--limit", "20", "--no-progress", "--no-checks")
+    assert proc.returncode == 0, proc.stderr

@@ -87,7 +87,7 @@ def has_weights(model: Any, factory: Any = None) -> bool:
 
 def pick_arch(archs: list[str] | None, spec: str) -> str | None:
     """The ``--arch`` for checkpoint ``spec`` among several (transfer, lipschitz)."""
-    if not archs:
+    if not archs or not is_checkpoint(spec):
         return None
     if len(archs) == 1:
         return archs[0]
@@ -147,3 +147,36 @@ def load_user_model(spec: str | None, *, arch: str | None = None, model_param: l
         model = Normalized(model, *norm)
         model._advframe_label = label
     return model.to(device).eval(), label
+
+
+def model_to_train(model: str, arch: str | None, model_param: list[str] | None, normalize: str | None,
+                   seed: int) -> tuple[Any, dict[str, Any] | None]:
+    """``(model or name, model_config)`` for :func:`advframe.train` from train's options.
+
+    A registered name without ``--arch`` / ``--normalize`` is built by train itself (after
+    seeding); otherwise the network is built here, after the same seeding.
+    """
+    import torch
+
+    import advframe
+    from advframe import plugins
+    from advframe.errors import CheckpointError
+    from advframe.model import Normalized
+    from advframe.model_io import build_checked, import_arch
+
+    params = parse_model_params(model_param)
+    norm = parse_normalize(normalize)
+    if arch is None:
+        plugins.registry().get("models", model)
+        if norm is None:
+            return model, params
+    torch.manual_seed(seed)
+    if arch is None:
+        net = advframe.build_model(model, **params)
+    else:
+        try:
+            net = build_checked(import_arch(arch), params, "--arch", arch)
+        except CheckpointError as exc:
+            raise ParameterError(str(exc).replace("fix the checkpoint's model_config", "fix --model-param")) from None
+        net._advframe_arch, net._advframe_config = arch, params
+    return (Normalized(net, *norm) if norm is not None else net), None
