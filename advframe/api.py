@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from advframe import plugins
+from advframe.arrays import is_array_file, load_array_dataset
 from advframe.attack import Attack
 from advframe.dataset import Dataset, LabeledData
 from advframe.defense import Defense
@@ -83,10 +84,15 @@ def load_model(spec: str | os.PathLike[str] | nn.Module, device: str | torch.dev
 
 def load_dataset(name: str, split: str = "test", data_dir: str | os.PathLike[str] | None = None,
                  **params: Any) -> LabeledData:
-    """Read a split of a registered data set, validated (finite, inside bounds).
+    """Read a split of a registered data set, or of an array file, validated (finite, inside bounds).
+
+    ``name`` may be an ``.npz`` or ``.safetensors`` file holding ``x`` and ``y`` (see
+    :mod:`advframe.arrays`): your own data without a reader plugin.
 
     Raises:
         UnknownNameError: for a data set name that no plugin registered.
         DataError: for a missing data folder, an unknown split, or invalid values.
     """
+    if is_array_file(name):
+        return load_array_dataset(name, split)
     return get_dataset(name, **params).load(split, Path(data_dir) if data_dir is not None else None)
