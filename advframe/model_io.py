@@ -151,14 +151,35 @@ def check_keywords(factory: Callable[..., Any], config: dict[str, Any], where: s
                                   f"{', '.join(names) or 'none'}): drop it from model_config")
 
 
+class _TooLarge(Exception):
+    pass
+
+
 def _parameter_count(factory: Callable[..., Any], config: dict[str, Any]) -> int | None:
-    """Parameters the factory would allocate, counted on the meta device (None when it cannot tell)."""
+    """Parameters the factory would allocate, counted on the meta device (None when it cannot tell).
+
+    Parameters are counted as modules register them, so a factory that fails later on the
+    meta device (a data-dependent check) is still measured; counting stops past the limit.
+    """
+    total = 0
+
+    def count(module: nn.Module, name: str, param: Any) -> None:
+        nonlocal total
+        total += param.numel() if param is not None else 0
+        if total > MAX_PARAMETERS:
+            raise _TooLarge
+
+    handle = nn.modules.module.register_module_parameter_registration_hook(count)
     try:
         with torch.device("meta"):
-            net = factory(**config)
-        return sum(t.numel() for t in net.parameters()) if isinstance(net, nn.Module) else None
+            factory(**config)
+    except _TooLarge:
+        return total
     except Exception:  # noqa: BLE001 - only an estimate; the real build reports errors
-        return None
+        pass
+    finally:
+        handle.remove()
+    return total
 
 
 def build_checked(factory: Callable[..., Any], config: dict[str, Any], where: str, label: str) -> nn.Module:
