@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,13 +17,6 @@ from advframe.registry import KINDS
 
 DEFAULT_MODEL = "mnist_cnn_standard"
 DEFAULT_DATASET = "mnist5k"
-
-
-class Kind(str, Enum):
-    attacks = "attacks"
-    defenses = "defenses"
-    models = "models"
-    datasets = "datasets"
 
 
 def resolve_device(device: str) -> str:
@@ -143,10 +135,12 @@ def eval_command(
         render.console.print(f"results written to {output}")
 
 
-def list_command(kind: Annotated[Optional[Kind], typer.Argument(help="attacks, defenses, models or datasets.")] = None) -> None:
+def list_command(kind: Annotated[Optional[str], typer.Argument(metavar="[KIND]", help="attacks, defenses, models or datasets.")] = None) -> None:
     """List registered components: name, plugin, summary."""
+    if kind is not None and kind not in KINDS:
+        raise ParameterError(f"unknown kind '{kind}': use attacks, defenses, models or datasets")
     reg = plugins.registry()
-    kinds = [kind.value] if kind else list(KINDS)
+    kinds = [kind] if kind else list(KINDS)
     for k in kinds:
         rows = []
         for name in reg.names(k):
@@ -174,10 +168,45 @@ def plugins_command(as_json: Annotated[bool, typer.Option("--json", help="Print 
                                              rows))
 
 
+def _version(value: bool) -> None:
+    if value:
+        from advframe import __version__
+
+        render.console.print(f"advframe {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+def root_callback(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Attack, defend and honestly measure image classifiers."""
+
+
+def _quiet_flag_types() -> None:
+    """Show no type ('<bool>') beside on/off flags in the help (typer >= 0.20 renders one)."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover - older typer
+        return
+    original = TyperOption.display_type_rich
+    if getattr(original, "_advframe", False):
+        return
+
+    def display_type_rich(self, ctx):  # type: ignore[no-untyped-def]
+        return None if getattr(self, "is_flag", False) else original(self, ctx)
+
+    display_type_rich._advframe = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich
+
+
 def build_app() -> typer.Typer:
     """The CLI application, with commands from plugins."""
+    _quiet_flag_types()
     app = typer.Typer(name="advframe", help="Attack, defend and honestly measure image classifiers.",
-                      no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                      no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                      context_settings={"help_option_names": ["-h", "--help"]})
+    app.callback()(root_callback)
     app.command("eval")(eval_command)
     app.command("list")(list_command)
     app.command("plugins")(plugins_command)
