@@ -63,3 +63,17 @@ def test_save_and_load_keep_the_normalisation(tmp_path):
 def test_bad_normalisation_is_refused(mean, std):
     with pytest.raises(ParameterError):
         advframe.Normalized(linear_net(), mean, std)
+
+
+def test_eval_normalize_option(tmp_path, capsys):
+    import json
+
+    from advframe.cli import main
+
+    out = tmp_path / "r.json"
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--model", "mnist_cnn", "--untrained", "--normalize", "0.1307/0.3081", "--attack", "fgsm",
+              "--eps", "0.1", "--limit", "20", "--no-progress", "--no-checks", "--device", "cpu", "--output", str(out)])
+    assert exc.value.code == 0, capsys.readouterr().err
+    run = json.loads(out.read_text())["runs"][0]
+    assert run["max_perturbation"] == pytest.approx(0.1, abs=1e-6)
