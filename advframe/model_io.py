@@ -354,8 +354,14 @@ def check_clean_outputs(model: nn.Module, data: Any, name: str, device: Any = "c
         CheckpointError: naming the model and the first bad example.
     """
     x = data.x[:probe].to(device)
-    with torch.no_grad():
-        out = model(x)
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except RuntimeError as exc:  # e.g. a model for 28x28 digits given 32x32 colour images
+        first = (str(exc).splitlines() or ["RuntimeError"])[0]
+        raise CheckpointError(f"model '{name}' cannot run on '{getattr(data, 'name', 'the data')}' inputs of shape "
+                              f"{tuple(x.shape[1:])} ({_short(first, 160)}): pick the data set the model was "
+                              f"built for") from None
     if not isinstance(out, torch.Tensor):
         return
     bad = ~torch.isfinite(out.reshape(out.shape[0], -1)).all(dim=1)
