@@ -90,7 +90,7 @@ def test_template_wheel_installs_lists_evaluates_and_uninstalls(tmp_path):
     assert set(infos["example"]["hooks"]) == {"register_attacks", "register_datasets", "register_models"}
 
     out = tmp_path / "r.json"
-    ok(run(advframe, "eval", "--model", "example_mlp", "--dataset", "example_stripes", "--attack",
+    ok(run(advframe, "eval", "--model", "example_mlp", "--untrained", "--dataset", "example_stripes", "--attack",
            "example_r_fgsm", "--eps", "0.1", "--limit", "20", "--no-progress", "--no-checks", "--device", "cpu",
            "--output", out))
     doc = json.loads(out.read_text())
