@@ -14,7 +14,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from advframe.api import build_model, get_attack, get_dataset, get_defense, load_dataset, load_model
+from advframe.api import build_model, get_attack, get_dataset, get_defense, load_dataset, load_model, save_model
 from advframe.attack import Attack
 from advframe.checkpoint import load_checkpoint, save_checkpoint
 from advframe.dataset import Dataset, LabeledData
@@ -22,13 +22,15 @@ from advframe.defense import Defense
 from advframe.errors import AdvframeError
 from advframe.evaluation import EvalResult, evaluate
 from advframe.hookspecs import hookimpl
-from advframe.model import Classifier, Model, as_model
+from advframe.model import Classifier, Model, Normalized, as_model
 from advframe.suite import Suite
 from advframe.threat import ThreatModel
 from advframe.training import TrainResult, train
 
 __all__ = [
-    "AdvframeError", "Attack", "EvalResult", "TrainResult", "Classifier", "Dataset", "Defense", "LabeledData", "Model", "Suite", "ThreatModel",
+    "AdvframeError", "Attack", "EvalResult", "TrainResult", "Classifier", "Dataset", "Defense", "LabeledData", "Model",
+    "Normalized", "Suite", "ThreatModel",
     "__version__", "as_model", "build_model", "evaluate", "get_attack", "get_dataset", "get_defense",
-    "hookimpl", "load_checkpoint", "load_dataset", "load_model", "save_checkpoint", "train",
+    "hookimpl", "load_checkpoint", "load_dataset", "load_model", "save_checkpoint", "save_model",
+    "train",
 ]

@@ -13,12 +13,15 @@ import torch
 from torch import nn
 
 from advframe import plugins
+from advframe.arrays import is_array_file, load_array_dataset
 from advframe.attack import Attack
-from advframe.checkpoint import load_checkpoint
 from advframe.dataset import Dataset, LabeledData
 from advframe.defense import Defense
-from advframe.errors import CheckpointError
 from advframe.model import as_model
+from advframe.model_io import model_from_checkpoint, save_model
+
+__all__ = ["build_model", "get_attack", "get_dataset", "get_defense", "load_dataset", "load_model",
+           "model_from_checkpoint", "save_model"]
 
 
 def get_attack(name: str, **params: Any) -> Attack:
@@ -50,52 +53,46 @@ def _looks_like_path(spec: str) -> bool:
     return spec.endswith(".safetensors") or os.sep in spec or "/" in spec or Path(spec).is_file()
 
 
-def load_model(spec: str | os.PathLike[str] | nn.Module, device: str | torch.device = "cpu") -> nn.Module:
+def load_model(spec: str | os.PathLike[str] | nn.Module, device: str | torch.device = "cpu", *,
+               arch: str | None = None, config: dict[str, Any] | None = None) -> nn.Module:
     """A model ready for evaluation, in eval mode.
 
     Args:
         spec: a registered model name, a ``.safetensors`` checkpoint written by advframe
-            (the architecture is rebuilt from its metadata), or an ``nn.Module`` (a plain
-            classifier is wrapped with cross-entropy and arg-max).
+            (the architecture is rebuilt from its metadata, see :func:`advframe.save_model`),
+            or an ``nn.Module`` (a plain classifier is wrapped with cross-entropy and arg-max).
         device: where to put it.
+        arch: for a checkpoint, ``package.module:factory`` that builds its architecture
+            (needed when no installed plugin registers it; a path recorded in the file is
+            never imported).
+        config: constructor keywords overriding the checkpoint's ``model_config``.
 
     Raises:
-        CheckpointError: for a missing, corrupt or non-safetensors checkpoint, or one
-            without advframe metadata.
+        CheckpointError: for a missing, corrupt or non-safetensors checkpoint, one whose
+            architecture is unknown (the message names the ``--arch`` to pass), or weights
+            that do not fit.
         UnknownNameError: for an unknown model name.
     """
     if isinstance(spec, nn.Module):
         model = as_model(spec)
     elif isinstance(spec, (str, os.PathLike)) and _looks_like_path(str(spec)):
-        model = model_from_checkpoint(spec)
+        model = as_model(model_from_checkpoint(spec, arch=arch, config=config))
     else:
-        model = build_model(str(spec))
+        model = as_model(build_model(str(spec), **(config or {})))
     return model.to(device).eval()
-
-
-def model_from_checkpoint(path: str | os.PathLike[str]) -> nn.Module:
-    """Rebuild a model from an advframe safetensors checkpoint."""
-    tensors, meta = load_checkpoint(path)
-    name = meta.get("model")
-    if not isinstance(name, str):
-        raise CheckpointError(f"'{path}' has no 'model' entry in its metadata: it was not written by advframe; "
-                              f"re-save it with advframe.save_model")
-    model = build_model(name, **(meta.get("model_config") or {}))
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")} or tensors
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"'{path}' does not fit model '{name}': missing {list(missing)[:3]}, "
-                              f"unexpected {list(unexpected)[:3]}")
-    model._advframe_checkpoint = {k: v for k, v in meta.items()}
-    return model
 
 
 def load_dataset(name: str, split: str = "test", data_dir: str | os.PathLike[str] | None = None,
                  **params: Any) -> LabeledData:
-    """Read a split of a registered data set, validated (finite, inside bounds).
+    """Read a split of a registered data set, or of an array file, validated (finite, inside bounds).
+
+    ``name`` may be an ``.npz`` or ``.safetensors`` file holding ``x`` and ``y`` (see
+    :mod:`advframe.arrays`): your own data without a reader plugin.
 
     Raises:
         UnknownNameError: for a data set name that no plugin registered.
         DataError: for a missing data folder, an unknown split, or invalid values.
     """
+    if is_array_file(name):
+        return load_array_dataset(name, split)
     return get_dataset(name, **params).load(split, Path(data_dir) if data_dir is not None else None)

@@ -25,7 +25,7 @@ from advframe.data_source import as_source
 from advframe.engine import AttackSpec, Engine, Record, Violation
 from advframe.errors import ParameterError
 from advframe.metrics import RunTally, ratio, topk_correct
-from advframe.model import Model, as_model, model_config
+from advframe.model import Model, as_model, model_label
 from advframe.options import EvalOptions, resolve_attacks
 from advframe.progress import emit
 from advframe.threat import ThreatModel
@@ -232,7 +232,7 @@ class _Evaluation:
                 r.update(self.worst.run_entry(i, j, self.tallies))
             extra["worst_case"] = self.worst.entries(self.tallies)
         o = self.opts
-        name = o.model_name or model_config(self.model)[0] or type(self.model).__name__
+        name = o.model_name or model_label(self.model)
         return EvalResult(model=name, dataset=self.source.name, split=self.source.split,
                           examples=self.clean.examples, clean_top1=ratio(self.clean.top1, self.clean.examples) or 0.0,
                           clean_top5=ratio(self.clean.top5, self.clean.examples) or 0.0, runs=runs,

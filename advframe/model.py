@@ -7,11 +7,15 @@ through the model's own training loss instead of a hard-coded cross-entropy.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from advframe.errors import ParameterError
 
 
 @runtime_checkable
@@ -81,6 +85,158 @@ def as_model(module: nn.Module) -> nn.Module:
     return WrappedClassifier(module)
 
 
+class Normalized(Classifier):
+    """A model that expects normalised inputs, seen from pixel space.
+
+    ``forward(x)`` computes ``model((x - mean) / std)`` per channel, so that attacks work
+    on images in ``[0, 1]`` (the threat model's bounds) and ``eps`` is measured in pixels:
+    ``eps = 8/255`` changes each pixel by at most 8 grey levels, whatever ``std`` is. The
+    decision rule (``loss``, ``predict``, ``scores``) is the wrapped model's own.
+
+    Args:
+        model: the network, taking normalised inputs (a plain ``nn.Module`` is treated as
+            a logits classifier).
+        mean: per-channel means (or one value for every channel).
+        std: per-channel standard deviations, all > 0.
+
+    Raises:
+        ParameterError: for a std that is not positive, non-finite values, or lengths
+            that differ.
+    """
+
+    def __init__(self, model: nn.Module, mean: Sequence[float] | float, std: Sequence[float] | float):
+        super().__init__()
+        m, s = _channel_values("mean", mean), _channel_values("std", std)
+        if len(m) != len(s):
+            raise ParameterError(f"Normalized: mean has {len(m)} values but std has {len(s)}: give one per channel")
+        if any(v <= 0 for v in s):
+            raise ParameterError(f"Normalized: std must be > 0, got {list(s)}")
+        self.model = as_model(model)
+        self.register_buffer("mean", torch.tensor(m, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(s, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    @property
+    def normalization(self) -> dict[str, list[float]]:
+        """``{"mean": [...], "std": [...]}``, as stored in checkpoints."""
+        return {"mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean.to(x.dtype), self.std.to(x.dtype)
+        if x.dim() == 2:  # flat inputs (N, D): one value per feature or one for all
+            mean, std = mean.view(1, -1), std.view(1, -1)
+        return self.model((x - mean) / std)
+
+    def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.model.loss(outputs, y)
+
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
+        return self.model.predict(outputs)
+
+    def scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        return self.model.scores(outputs)
+
+
+def _channel_values(what: str, values: Sequence[float] | float) -> list[float]:
+    seq = [values] if isinstance(values, (int, float)) else list(values)
+    try:
+        out = [float(v) for v in seq]
+    except (TypeError, ValueError):
+        raise ParameterError(f"Normalized: {what} must be numbers, got {values!r}") from None
+    if not out or not all(math.isfinite(v) for v in out):
+        raise ParameterError(f"Normalized: {what} must be one or more finite numbers, got {values!r}")
+    return out
+
+
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+"""State-dict prefixes added by wrappers (WrappedClassifier, DataParallel/DDP, torch.compile)."""
+
+
+def unwrap(model: nn.Module) -> tuple[nn.Module, dict[str, list[float]] | None]:
+    """The architecture inside advframe's and torch's wrappers, and the normalisation around it.
+
+    Peels :class:`WrappedClassifier`, :class:`Normalized`, ``DataParallel`` /
+    ``DistributedDataParallel`` (``.module``) and ``torch.compile`` (``._orig_mod``).
+    Returns ``(network, {"mean", "std"} or None)``.
+    """
+    norm = None
+    while True:
+        if isinstance(model, Normalized):
+            norm = norm or model.normalization
+            model = model.model
+        elif isinstance(model, WrappedClassifier) or isinstance(
+                model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model, norm
+
+
+def architecture_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict of the architecture itself: keys never carry wrapper prefixes."""
+    return unwrap(model)[0].state_dict()
+
+
+def fit_state(state: dict[str, torch.Tensor], expected: Sequence[str]) -> dict[str, torch.Tensor]:
+    """``state`` with wrapper prefixes (``module.``, ``_orig_mod.``) removed where that makes it fit.
+
+    Reads checkpoints written before keys were stored without wrapper prefixes. A prefix
+    is removed only when every key carries it and the architecture expects none of them.
+    """
+    want = set(expected)
+    while state and not (set(state) & want):
+        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state)), None)
+        if prefix is None:
+            break
+        state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def import_path(obj: Any) -> str | None:
+    """``package.module:QualName`` of a class or function, or None when it cannot be imported by name."""
+    module, qual = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if not module or not qual or module == "__main__" or "<" in qual:
+        return None
+    return f"{module}:{qual}"
+
+
 def model_config(model: nn.Module) -> tuple[str | None, dict[str, Any]]:
-    """The registry name and constructor keywords a model was built with (or ``None, {}``)."""
-    return getattr(model, "_advframe_name", None), dict(getattr(model, "_advframe_config", {}))
+    """The registry name and constructor keywords a model was built with (or ``None, {}``).
+
+    Looks through wrappers (:func:`unwrap`).
+    """
+    for m in (model, unwrap(model)[0]):
+        if hasattr(m, "_advframe_name") or hasattr(m, "_advframe_config"):
+            return getattr(m, "_advframe_name", None), dict(getattr(m, "_advframe_config", {}) or {})
+    return None, {}
+
+
+def model_arch(model: nn.Module) -> str | None:
+    """The import path of the architecture (``package.module:factory``), or None.
+
+    A model built from ``--arch`` remembers the path it was built from; otherwise the
+    class of the network inside the wrappers.
+    """
+    for m in (model, unwrap(model)[0]):
+        arch = getattr(m, "_advframe_arch", None)
+        if isinstance(arch, str):
+            return arch
+    return import_path(type(unwrap(model)[0]))
+
+
+def describe_model(model: nn.Module) -> dict[str, Any]:
+    """The checkpoint metadata that rebuilds ``model``: ``model`` (registry name or None),
+    ``model_config``, ``arch`` (import path or None) and ``normalize`` (or None)."""
+    name, cfg = model_config(model)
+    return {"model": name, "model_config": cfg, "arch": model_arch(model), "normalize": unwrap(model)[1]}
+
+
+def model_label(model: nn.Module) -> str:
+    """A readable name for results: ``stem (architecture)`` for a checkpoint, else the
+    registry name, else the class name of the network inside the wrappers."""
+    for m in (model, unwrap(model)[0]):
+        label = getattr(m, "_advframe_label", None)
+        if isinstance(label, str):
+            return label
+    name, _ = model_config(model)
+    return name or type(unwrap(model)[0]).__name__

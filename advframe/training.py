@@ -41,7 +41,8 @@ from advframe.checkpoint import load_checkpoint, save_checkpoint
 from advframe.dataset import LabeledData
 from advframe.defense import Defense
 from advframe.errors import CheckpointError, ParameterError
-from advframe.model import Model, as_model, model_config
+from advframe.model import Model, architecture_state, as_model, describe_model, model_config
+from advframe.model_io import load_weights
 from advframe.progress import ProgressCallback, emit
 from advframe.threat import ThreatModel
 
@@ -260,7 +261,7 @@ def _threat(threat: ThreatModel | dict[str, Any] | None, defense: Defense, data:
 
 def _save(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, defense: Defense,
           meta: dict[str, Any]) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v for k, v in architecture_state(model).items()}  # no wrapper prefixes
     opt_tensors, opt_meta = flatten_optimizer(optimizer.state_dict())
     tensors.update(opt_tensors)
     tensors.update({f"defense.{k}": v for k, v in defense.tensors().items()})
@@ -282,8 +283,11 @@ def _restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, def
         if have != expect[key]:
             raise CheckpointError(f"cannot resume from '{path}': it was trained with {key}={have!r}, this run "
                                   f"asks for {expect[key]!r}; use the same settings or another --out")
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    model.load_state_dict(state)
+    missing = [k for k in ("optimizer_state", "rng.torch") if k not in meta and k not in tensors]
+    if missing:
+        raise CheckpointError(f"cannot resume from '{path}': it lacks the {' and the '.join(missing)} a resume "
+                              f"needs (a damaged or hand-made file); drop --resume or use another --out")
+    load_weights(model, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, f"'{path}'")
     optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer_state"]))
     defense.load_state_dict(meta.get("defense_state") or {})
     defense.load_tensors({k[len("defense."):]: v for k, v in tensors.items() if k.startswith("defense.")})
@@ -379,7 +383,8 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
             "weight_decay": weight_decay, "schedule": schedule, "seed": seed, "examples": n,
             "checkpoint_every": checkpoint_every, "world_size": world, "amp": amp}
     defense_name = dfn.name or type(dfn).__name__
-    base_meta = {"format": FORMAT, "model": name, "model_config": cfg, "dataset": dataset_name or data.name,
+    base_meta = {"format": FORMAT, **describe_model(net), "model": name, "model_config": cfg,
+                 "dataset": dataset_name or data.name,
                  "defense": defense_name, "defense_params": dict(getattr(dfn, "params", {}) or {}),
                  "threat_model": threat_d, "train_args": args}
     path = Path(out) if out is not None else None

@@ -90,14 +90,20 @@ def test_template_wheel_installs_lists_evaluates_and_uninstalls(tmp_path):
     assert set(infos["example"]["hooks"]) == {"register_attacks", "register_datasets", "register_models"}
 
     out = tmp_path / "r.json"
-    ok(run(advframe, "eval", "--model", "example_mlp", "--dataset", "example_stripes", "--attack",
-           "example_r_fgsm", "--eps", "0.1", "--limit", "20", "--no-progress", "--no-checks", "--device", "cpu",
+    ok(run(advframe, "eval", "--model", "example_mlp", "--untrained", "--dataset", "example_stripes", "--attack",
+           "example_r_fgsm", "--eps", "0.1", "--limit", "20", "--no-progress", "--device", "cpu",
            "--output", out))
     doc = json.loads(out.read_text())
     assert (doc["dataset"], doc["examples"]) == ("example_stripes", 20)
     (only,) = doc["runs"]
     assert (only["attack"], only["eps"], only["violations"]) == ("example_r_fgsm", 0.1, 0)
     assert only["gradient_evaluations"] == 1.0
+    # its declared traits put it into the checks with no change to advframe: leaks_labels makes the
+    # evaluator measure its predicted-label twin and the label_leaking check read its run
+    assert only["label_leaks"] is not None
+    checks = {c["name"]: c for c in doc["checks"]}
+    assert "example_r_fgsm" in checks["label_leaking"]["evidence"]
+    assert "example_r_fgsm" in checks["whitebox_beats_noise"]["evidence"]
 
     ok(run(sys.executable, "-m", "pip", "--python", python, "uninstall", "-y", "-q", DIST))
     after = ok(run(python, "-m", "advframe", "list", "attacks")).stdout

@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> None:
         command = typer.main.get_command(build_app())
         code = command.main(args=args, prog_name="advframe", standalone_mode=False)
     except cx.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare 'advframe': the help is already printed
+            raise SystemExit(0) from None
         path = exc.ctx.command_path if exc.ctx is not None else "advframe"
         hint = f" (see '{path} --help')"
         sys.stderr.write(f"error: {exc.format_message()}{hint}\n")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -11,6 +10,7 @@ import typer
 
 from advframe import plugins
 from advframe.cli import render
+from advframe.cli.models import ArchOption, ModelParamOption, NormalizeOption, UntrainedOption
 from advframe.cli.options import parse_eps_list, parse_params
 from advframe.errors import DataError, ParameterError
 from advframe.options import resolve_attacks
@@ -24,14 +24,6 @@ def default_name(kind: str, option: str, use: str = "") -> str:
         raise ParameterError(f"no plugin declares a default {kind[:-1]}: pass {option} NAME "
                              f"(see 'advframe list {kind}')")
     return name
-
-
-class Kind(str, Enum):
-    attacks = "attacks"
-    defenses = "defenses"
-    models = "models"
-    datasets = "datasets"
-    suites = "suites"
 
 
 def resolve_device(device: str) -> str:
@@ -48,21 +40,25 @@ def resolve_device(device: str) -> str:
 
 
 def load_model_and_data(model: Optional[str], dataset: Optional[str], data_dir: Optional[Path], split: str,
-                        device: str) -> tuple[object, object, str]:
+                        device: str, arch: Optional[str] = None, model_param: Optional[list[str]] = None,
+                        normalize: Optional[str] = None, untrained: bool = False) -> tuple[object, object, str]:
     """The model and data the user named, or the embedded default."""
     import advframe
     from advframe.checkpoint import read_metadata
+    from advframe.cli.models import is_checkpoint, load_user_model
+    from advframe.model_io import check_clean_outputs
 
     if data_dir is not None and not data_dir.is_dir():
         raise DataError(f"--data-dir '{data_dir}' does not exist: pass an existing folder")
-    model_spec = model or default_name("models", "--model")
+    model_spec = model or (None if arch is not None else default_name("models", "--model"))
     if dataset is None:
-        if model is not None and model.endswith(".safetensors") and Path(model).is_file():
+        if is_checkpoint(model) and Path(model).is_file():
             dataset = read_metadata(model).get("dataset")
         dataset = dataset or default_name("datasets", "--dataset")
     data = advframe.load_dataset(dataset, split=split, data_dir=data_dir)
-    net = advframe.load_model(model_spec, device=device)
-    name = Path(model_spec).stem if model_spec.endswith(".safetensors") else model_spec
+    net, name = load_user_model(model_spec, arch=arch, model_param=model_param, normalize=normalize,
+                                untrained=untrained, device=device)
+    check_clean_outputs(net, data, name, device)
     return net, data, name
 
 
@@ -88,6 +84,10 @@ def attacks_of(attack: Optional[list[str]], suite: Optional[str], params: dict[s
 def eval_command(
     ctx: typer.Context,
     model: Annotated[Optional[str], typer.Option(help="Model name or .safetensors checkpoint (default: the embedded mnist5k model).")] = None,
+    arch: ArchOption = None,
+    model_param: ModelParamOption = None,
+    normalize: NormalizeOption = None,
+    untrained: UntrainedOption = False,
     dataset: Annotated[Optional[str], typer.Option(help="Data set name (default: mnist5k, or the checkpoint's).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the data set's files.")] = None,
     split: Annotated[str, typer.Option(help="Data split.")] = "test",
@@ -128,7 +128,8 @@ def eval_command(
         raise ParameterError("--resume needs --output FILE.json (the partial state is kept beside it)")
     dev = str(distributed.init_from_env(resolve_device(device)))
     rank, world = distributed.rank_and_world()
-    net, data, model_name = load_model_and_data(model, dataset, data_dir, split, dev)
+    net, data, model_name = load_model_and_data(model, dataset, data_dir, split, dev, arch, model_param, normalize,
+                                                untrained)
     suffix = ".partial" if world == 1 else f".partial.rank{rank}"
     state = Path(str(output) + suffix) if output is not None else None
     if state is not None and state.exists() and not resume:
@@ -158,10 +159,12 @@ def eval_command(
         render.console.print(f"results written to {output}")
 
 
-def list_command(kind: Annotated[Optional[Kind], typer.Argument(help="attacks, defenses, models, datasets or suites.")] = None) -> None:
+def list_command(kind: Annotated[Optional[str], typer.Argument(metavar="[KIND]", help="attacks, defenses, models, datasets or suites.")] = None) -> None:
     """List registered components: name, plugin, summary."""
+    if kind is not None and kind not in KINDS:
+        raise ParameterError(f"unknown kind '{kind}': use attacks, defenses, models, datasets or suites")
     reg = plugins.registry()
-    kinds = [kind.value] if kind else list(KINDS)
+    kinds = [kind] if kind else list(KINDS)
     for k in kinds:
         rows = []
         for name in reg.names(k):
@@ -193,10 +196,45 @@ def plugins_command(as_json: Annotated[bool, typer.Option("--json", help="Print 
                                              rows))
 
 
+def _version(value: bool) -> None:
+    if value:
+        from advframe import __version__
+
+        render.console.print(f"advframe {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+def root_callback(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Attack, defend and honestly measure image classifiers."""
+
+
+def _quiet_flag_types() -> None:
+    """Show no type ('<bool>') beside on/off flags in the help (typer >= 0.20 renders one)."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover - older typer
+        return
+    original = TyperOption.display_type_rich
+    if getattr(original, "_advframe", False):
+        return
+
+    def display_type_rich(self, ctx):  # type: ignore[no-untyped-def]
+        return None if getattr(self, "is_flag", False) else original(self, ctx)
+
+    display_type_rich._advframe = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich
+
+
 def build_app() -> typer.Typer:
     """The CLI application, with commands from plugins."""
+    _quiet_flag_types()
     app = typer.Typer(name="advframe", help="Attack, defend and honestly measure image classifiers.",
-                      no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                      no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                      context_settings={"help_option_names": ["-h", "--help"]})
+    app.callback()(root_callback)
     app.command("eval")(eval_command)
     app.command("list")(list_command)
     app.command("plugins")(plugins_command)

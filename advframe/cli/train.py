@@ -9,6 +9,7 @@ import typer
 
 from advframe import plugins
 from advframe.cli import render
+from advframe.cli.models import ArchOption, ModelParamOption, NormalizeOption, model_to_train
 from advframe.cli.options import parse_params
 
 
@@ -20,7 +21,9 @@ def train_command(
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the data set's files.")] = None,
     defense: Annotated[str, typer.Option(help="Training procedure (see 'advframe list defenses').")] = "standard",
     param: Annotated[Optional[list[str]], typer.Option(help="Defense parameter key=value; repeatable.")] = None,
-    model_param: Annotated[Optional[list[str]], typer.Option(help="Model constructor key=value, e.g. width=2; repeatable.")] = None,
+    model_param: ModelParamOption = None,
+    arch: ArchOption = None,
+    normalize: NormalizeOption = None,
     epochs: Annotated[int, typer.Option(help="Passes over the training split.")] = 5,
     batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 64,
     optimizer: Annotated[str, typer.Option(help="sgd, adam or rmsprop.")] = "sgd",
@@ -57,15 +60,15 @@ def train_command(
     entry = reg.get("defenses", defense)
     defense_params = split_params(parse_params(param), [defense], {defense: declared_params(entry.factory)},
                                   "defenses")[defense]
-    model_config = {k: _number(v) for k, v in parse_params(model_param).items()}
-    model = model or default_name("models", "--model", "train")
+    if arch is None:
+        model = model or default_name("models", "--model", "train")
     dataset = dataset or default_name("datasets", "--dataset")
-    reg.get("models", model)
+    net, model_config = model_to_train(model, arch, model_param, normalize, seed)
     dev = str(distributed.init_from_env(resolve_device(device)))
     rank, _ = distributed.rank_and_world()
     data = advframe.load_dataset(dataset, split="train", data_dir=data_dir)
     with render.progress_bar(progress and rank == 0) as cb:
-        result = advframe.train(model, data, model_config=model_config, defense=defense,
+        result = advframe.train(net, data, model_config=model_config, defense=defense,
                                 defense_params=defense_params, epochs=epochs,
                                 batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
                                 weight_decay=weight_decay, schedule=schedule, seed=seed, out=out,
@@ -74,18 +77,6 @@ def train_command(
     distributed.shutdown()
     if rank != 0:
         return
-    render.console.print(f"trained {model} with {defense}: {result.steps} steps, final loss "
+    render.console.print(f"trained {arch or model} with {defense}: {result.steps} steps, final loss "
                          f"{result.final_loss:.4f}; checkpoint written to {out}")
 
-
-def _number(v: object) -> object:
-    if isinstance(v, dict):
-        return v
-    if isinstance(v, str) and v.strip().lower() in ("true", "false"):
-        return v.strip().lower() == "true"
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except (TypeError, ValueError):
-            pass
-    return v

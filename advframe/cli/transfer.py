@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from advframe.cli import render
+from advframe.cli.models import ArchListOption, ModelParamOption, NormalizeOption, UntrainedOption
 from advframe.cli.options import parse_eps_list, parse_params
 from advframe.errors import DataError, ParameterError
 from advframe.options import resolve_attacks
@@ -17,15 +18,19 @@ from advframe.options import resolve_attacks
 TITLES = {"transfer_rate": "transfer rate", "error_rate": "error rate"}
 
 
-def _load_models(specs: list[str], device: str, cache: dict[str, Any]) -> tuple[list[Any], list[str]]:
-    """Load each distinct spec once (``cache``), so that a model named as source and target is one object."""
-    import advframe
+def _load_models(specs: list[str], device: str, cache: dict[str, Any], **user: Any) -> tuple[list[Any], list[str]]:
+    """Load each distinct spec once (``cache``), so that a model named as source and target is one object.
+
+    ``user`` holds the --arch list, --model-param, --normalize and --untrained options.
+    """
+    from advframe.cli.models import load_user_model, pick_arch
 
     models, names = [], []
     for spec in specs:
         if spec not in cache:
-            cache[spec] = advframe.load_model(spec, device=device)
-        models.append(cache[spec])
+            cache[spec] = load_user_model(spec, arch=pick_arch(user["arch"], spec), model_param=user["model_param"],
+                                          normalize=user["normalize"], untrained=user["untrained"], device=device)
+        models.append(cache[spec][0])
         names.append(Path(spec).stem if spec.endswith(".safetensors") else spec)
     return models, names
 
@@ -71,6 +76,10 @@ def transfer_command(
     output: Annotated[Optional[Path], typer.Option(help="Write the transfer document (JSON, advframe.transfer/1) here.")] = None,
     markdown: Annotated[Optional[Path], typer.Option(help="Write the matrices as Markdown here.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    arch: ArchListOption = None,
+    model_param: ModelParamOption = None,
+    normalize: NormalizeOption = None,
+    untrained: UntrainedOption = False,
 ) -> None:
     """Make adversarial examples on each source, classify them with every target, print the matrices."""
     import advframe
@@ -90,8 +99,9 @@ def transfer_command(
             raise ParameterError(f"{flag} '{path}' is a folder: pass a file name")
     dev = resolve_device(device)
     cache: dict[str, Any] = {}
-    sources, s_names = _load_models(source, dev, cache)
-    targets, t_names = _load_models(target, dev, cache)
+    user = {"arch": arch, "model_param": model_param, "normalize": normalize, "untrained": untrained}
+    sources, s_names = _load_models(source, dev, cache, **user)
+    targets, t_names = _load_models(target, dev, cache, **user)
     data = advframe.load_dataset(dataset or _dataset_of(source + target) or default_name("datasets", "--dataset"),
                                  split=split,
                                  data_dir=data_dir)

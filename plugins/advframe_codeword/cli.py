@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from advframe.cli.models import ArchListOption, ModelParamOption
 from advframe.errors import ParameterError
 from advframe_codeword.lipschitz import LipschitzReport, lipschitz_bounds
 
@@ -72,15 +73,18 @@ def lipschitz_command(
     in_channels: Annotated[Optional[int], typer.Option(help="Input channels (default: the first conv's).")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Write the bounds as JSON here.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG bar chart of the conv layers' bounds (Figure 4).")] = None,
+    arch: ArchListOption = None,
+    model_param: ModelParamOption = None,
 ) -> None:
     """Per-layer upper Lipschitz bounds (FFT singular values of convolutions, Saito & Roy §3.4)."""
-    import advframe
     from advframe.checkpoint import atomic_write_text
+    from advframe.cli.models import load_user_model, pick_arch
 
     if input_size < 1:
         raise ParameterError(f"--input-size must be positive, got {input_size}")
-    reports = [lipschitz_bounds(advframe.load_model(spec), input_size, in_channels, name=_label(spec))
-               for spec in model]
+    reports = [lipschitz_bounds(load_user_model(spec, arch=pick_arch(arch, spec), model_param=model_param,
+                                                check=False)[0], input_size, in_channels, name=_label(spec))
+               for spec in model]  # bounds of an untrained architecture are meaningful: no --untrained needed
     for report in reports:
         console.print(lipschitz_table(report))
         if any(not layer.exact and layer.kind == "conv" for layer in report.layers):

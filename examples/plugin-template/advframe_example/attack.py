@@ -24,7 +24,10 @@ class RandomStartFGSM(Attack):
     One gradient evaluation per call. The random step draws from torch's global
     generator, so ``torch.manual_seed`` makes it reproducible.
 
-    Norm: linf. Targetable: yes. Reads the true label: yes.
+    Norm: linf. Targetable: yes. Reads the true label: yes, in one step, so it declares
+    ``leaks_labels``: the evaluator measures its predicted-label twin by default and the
+    ``label_leaking`` check reads its runs (Kurakin et al. 2017, §4.2) — a trait is all
+    it takes for a third-party attack to join advframe's checks.
 
     Args:
         alpha_fraction: α as a fraction of ε, in [0, 1) (default 0.5). 0 gives FGSM.
@@ -35,6 +38,7 @@ class RandomStartFGSM(Attack):
     norms: ClassVar[tuple[str, ...]] = ("linf",)
     targetable: ClassVar[bool] = True
     uses_true_label: ClassVar[bool] = True
+    leaks_labels: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {"alpha_fraction": 0.5}
 
     def validate(self) -> None:

@@ -1,0 +1,32 @@
+"""CLI basics through the console script: --version, -h, bare advframe, list KIND, quiet flag help."""
+
+from __future__ import annotations
+
+import advframe
+from tests.conftest import run_cli
+
+
+def test_version():
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"advframe {advframe.__version__}"
+
+
+def test_bare_advframe_prints_the_help_without_an_error_line():
+    proc = run_cli()
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage: advframe" in proc.stdout and "eval" in proc.stdout
+    assert "error" not in proc.stderr
+
+
+def test_short_help_and_no_bool_noise():
+    proc = run_cli("-h")
+    assert proc.returncode == 0 and "Usage: advframe" in proc.stdout
+    proc = run_cli("eval", "-h")
+    assert proc.returncode == 0 and "--no-progress" in proc.stdout and "--arch" in proc.stdout
+    assert "<bool>" not in proc.stdout
+
+
+def test_list_unknown_kind_is_one_plain_line():
+    proc = run_cli("list", "foo")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "error: unknown kind 'foo': use attacks, defenses, models or datasets"
