@@ -34,6 +34,7 @@ The checks (docs/checks.md describes each with its threshold and source):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -73,16 +74,11 @@ def _device_of(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def run_checks(model: nn.Module, data: Any, result: Any, *, attacks: Sequence[Any] | Mapping[str, Any] | None = None,
-               transfer_source: nn.Module | None = None, subset: int = DEFAULT_SUBSET,
-               device: str | torch.device | None = None, seed: int | None = None,
-               only: Sequence[str] | None = None, progress: ProgressCallback = None) -> list[Check]:
-    """Run the honesty checks on an evaluation and store them in ``result.checks``.
+@dataclass(frozen=True)
+class CheckOptions:
+    """Settings of :func:`run_checks`.
 
-    Args:
-        model: the evaluated model (a Model or a plain logits ``nn.Module``).
-        data: the evaluated data, in any form :func:`advframe.evaluate` takes.
-        result: the :class:`~advframe.evaluate.EvalResult` of the evaluation.
+    Attributes:
         attacks: the evaluation's attack objects (a list or ``{name: attack}``); reused
             when a check re-runs one of them. Attacks named in the runs but not given
             here are rebuilt by registry name with the runs' parameters.
@@ -93,46 +89,83 @@ def run_checks(model: nn.Module, data: Any, result: Any, *, attacks: Sequence[An
             random state is restored afterwards.
         only: run only these checks (names of :data:`CHECKS`).
         progress: callback receiving one event per check.
+    """
+
+    attacks: Sequence[Any] | Mapping[str, Any] | None = None
+    transfer_source: nn.Module | None = None
+    subset: int = DEFAULT_SUBSET
+    device: str | torch.device | None = None
+    seed: int | None = None
+    only: Sequence[str] | None = None
+    progress: ProgressCallback = None
+
+    def names(self) -> list[str]:
+        """The checks to run, validated."""
+        if self.subset < 1:
+            raise ParameterError(f"subset {self.subset} is invalid: the checks need at least one example")
+        names = list(CHECKS) if self.only is None else list(self.only)
+        unknown = [n for n in names if n not in CHECKS]
+        if unknown:
+            raise ParameterError(f"unknown check(s) {', '.join(unknown)}: use some of {', '.join(CHECKS)}")
+        return names
+
+    def objects(self) -> dict[str, Any]:
+        """The evaluation's attack objects by name."""
+        if isinstance(self.attacks, Mapping):
+            return dict(self.attacks)
+        return {a.name or type(a).__name__: a for a in (self.attacks or []) if not isinstance(a, str)}
+
+
+def _probe(model: nn.Module, data: Any, result: Any, opts: CheckOptions, dev: torch.device, seed: int) -> Probe:
+    """The class-balanced prefix of the evaluated data on which checks run their own attacks."""
+    bounds = tuple(result.meta.get("bounds") or ()) or None
+    source = as_source(data, bounds=bounds)
+    n = min(opts.subset, len(source), result.examples or opts.subset)
+    x, y = source.batch(0, n)
+    norms = [r["norm"] for r in result.runs if r.get("norm")]
+    return Probe(model, x.to(dev), y.to(dev), source.bounds, norms[0] if norms else "linf", seed=seed,
+                 attacks=opts.objects())
+
+
+def run_checks(model: nn.Module, data: Any, result: Any, **options: Any) -> list[Check]:
+    """Run the honesty checks on an evaluation and store them in ``result.checks``.
+
+    Args:
+        model: the evaluated model (a Model or a plain logits ``nn.Module``).
+        data: the evaluated data, in any form :func:`advframe.evaluate` takes.
+        result: the :class:`~advframe.evaluate.EvalResult` of the evaluation.
+        **options: the settings of :class:`CheckOptions` (``attacks``,
+            ``transfer_source``, ``subset``, ``device``, ``seed``, ``only``, ``progress``).
 
     Returns:
         The checks in the order of :data:`CHECKS`; ``result.checks`` holds their dicts.
 
     Raises:
-        ParameterError: for a non-positive ``subset`` or an unknown check name.
+        ParameterError: for a non-positive ``subset``, an unknown check or an unknown setting.
     """
-    if subset < 1:
-        raise ParameterError(f"subset {subset} is invalid: the checks need at least one example")
-    names = list(CHECKS) if only is None else list(only)
-    unknown = [n for n in names if n not in CHECKS]
+    unknown = [k for k in options if k not in {f.name for f in fields(CheckOptions)}]
     if unknown:
-        raise ParameterError(f"unknown check(s) {', '.join(unknown)}: use some of {', '.join(CHECKS)}")
+        raise ParameterError(f"unknown setting(s) {', '.join(unknown)} of run_checks: use some of "
+                             f"{', '.join(f.name for f in fields(CheckOptions))}")
+    opts = CheckOptions(**options)
+    names = opts.names()
     model = as_model(model).eval()
-    dev = torch.device(device) if device is not None else _device_of(model)
+    dev = torch.device(opts.device) if opts.device is not None else _device_of(model)
     model = model.to(dev)
-    source_model = as_model(transfer_source).to(dev).eval() if transfer_source is not None else None
-    bounds = tuple(result.meta.get("bounds") or ()) or None
-    source = as_source(data, bounds=bounds)
-    n = min(subset, len(source), result.examples or subset)
-    x, y = source.batch(0, n)
-    norms = [r["norm"] for r in result.runs if r.get("norm")]
-    norm = norms[0] if norms else "linf"
-    grid = sorted({float(r["eps"]) for r in result.runs if r.get("norm") == norm and r["eps"] > 0})
-    if isinstance(attacks, Mapping):
-        objects = dict(attacks)
-    else:
-        objects = {getattr(a, "name", type(a).__name__): a for a in (attacks or []) if not isinstance(a, str)}
-    run_seed = int(result.meta.get("seed", 0) if seed is None else seed)
+    source_model = as_model(opts.transfer_source).to(dev).eval() if opts.transfer_source is not None else None
+    run_seed = int(result.meta.get("seed", 0) if opts.seed is None else opts.seed)
     checks: list[Check] = []
     with torch.random.fork_rng(devices=[dev.index if dev.index is not None else torch.cuda.current_device()]
                                   if dev.type == "cuda" else []):
         torch.manual_seed(run_seed)
-        probe = Probe(model, x, y, source.bounds, norm, dev, seed=run_seed, attacks=objects)
-        ctx = Context(result=result, probe=probe, norm=norm, transfer_source=source_model, grid=grid)
+        probe = _probe(model, data, result, opts, dev, run_seed)
+        grid = sorted({float(r["eps"]) for r in result.runs if r.get("norm") == probe.norm and r["eps"] > 0})
+        ctx = Context(result=result, probe=probe, norm=probe.norm, transfer_source=source_model, grid=grid)
         for i, name in enumerate(names):
             checks.append(CHECKS[name](ctx))
-            emit(progress, "checks", i + 1, len(names), check=name, status=checks[-1].status)
+            emit(opts.progress, "checks", i + 1, len(names), check=name, status=checks[-1].status)
     result.checks = [c.to_dict() for c in checks]
     return checks
 
 
-__all__ = ["CHECKS", "Check", "DEFAULT_SUBSET", "NOT_APPLICABLE", "PASS", "STATUSES", "WARN", "run_checks"]
+__all__ = ["CHECKS", "Check", "CheckOptions", "DEFAULT_SUBSET", "NOT_APPLICABLE", "PASS", "STATUSES", "WARN", "run_checks"]

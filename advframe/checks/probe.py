@@ -47,26 +47,23 @@ class Probe:
     """A subset of the data with the model's clean predictions, and a way to attack it.
 
     Args:
-        model: the model under evaluation (a Model, in eval mode, on ``device``).
-        x: the subset's inputs.
-        y: the subset's labels.
+        model: the model under evaluation (a Model, in eval mode, where ``x`` is).
+        x: the subset's inputs, on the model's device.
+        y: the subset's labels, on the same device.
         bounds: valid input range.
         norm: the evaluation's norm.
-        device: where the model lives.
         seed: seeds random starts and noise of the probe's attacks.
         attacks: the evaluation's attack objects by name (reused instead of rebuilding).
         batch_size: examples per attack call.
     """
 
     def __init__(self, model: Model, x: torch.Tensor, y: torch.Tensor, bounds: tuple[float, float], norm: str,
-                 device: torch.device, seed: int = 0, attacks: Mapping[str, Any] | None = None,
-                 batch_size: int = 250):
+                 seed: int = 0, attacks: Mapping[str, Any] | None = None, batch_size: int = 250):
         self.model = model
-        self.x = x.to(device)
-        self.y = y.to(device)
+        self.x, self.y = x, y.to(x.device)
         self.bounds = (float(bounds[0]), float(bounds[1]))
         self.norm = norm
-        self.device = device
+        self.device = x.device
         self.seed = seed
         self.attacks = dict(attacks or {})
         self.batch_size = batch_size

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,6 +13,8 @@ from torch import nn
 
 from advframe.attack import random_target
 from advframe.errors import AdvframeError
+from advframe.registry import RegistrationError
+from advframe.registry import check_attack as registry_contract
 from advframe.testing._core import (SNAKE_CASE, CountingModel, Finding, Findings, devices, random_inputs,
                                     random_labels, toy_model)
 from advframe.threat import NORMS, ThreatModel
@@ -41,6 +44,10 @@ def _traits(attack: Any, f: Findings) -> bool:
     for trait in ("targetable", "uses_true_label"):
         if not isinstance(getattr(attack, trait, None), bool):
             f.error("traits", f"{trait} must be declared as a bool, got {getattr(attack, trait, None)!r}")
+    try:
+        registry_contract(type(attack))  # the same contract the registrar checks
+    except RegistrationError as exc:
+        f.error("traits", f"{exc}")
     if not isinstance(getattr(attack, "gradient_evaluations", None), int):
         f.error("traits", "gradient_evaluations must be an int counter (set it to 0 in __init__)")
     if not isinstance(getattr(attack, "params", None), dict):
@@ -116,8 +123,7 @@ def check_attack(attack_factory: Any, model: nn.Module | None = None, *, input_s
                 for e in eps:
                     threat = ThreatModel(norm=norm, eps=float(e), bounds=bounds, targeted=targeted)
                     where = f"{norm} eps={float(e):g}{' targeted' if targeted else ''} on {dev.type}"
-                    _check_call(attack_factory, attack, counting, x, y, t if targeted else None, threat,
-                                where, seed, f)
+                    _check_call(attack, counting, Case(x, y, t if targeted else None, threat, where, seed), f)
         _check_refusals(attack, counting, x, y, t, bounds, f, dev)
     return f.finish(raise_errors)
 
@@ -139,8 +145,20 @@ def _run(attack: Any, model: CountingModel, x: torch.Tensor, y: torch.Tensor, ta
     return out
 
 
-def _check_call(factory: Any, attack: Any, model: CountingModel, x: torch.Tensor, y: torch.Tensor,
-                target: torch.Tensor | None, threat: ThreatModel, where: str, seed: int, f: Findings) -> None:
+@dataclass(frozen=True)
+class Case:
+    """One call the kit makes: inputs, labels, targets, threat model, a description, the seed."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    target: torch.Tensor | None
+    threat: ThreatModel
+    where: str
+    seed: int
+
+
+def _check_call(attack: Any, model: CountingModel, case: Case, f: Findings) -> None:
+    x, y, target, threat, where, seed = case.x, case.y, case.target, case.threat, case.where, case.seed
     ok, adv = f.guard(f"call ({where})", _run, attack, model, x, y, target, threat, seed)
     if not ok:
         return
