@@ -71,7 +71,7 @@ def eval_command(
     targeted: Annotated[bool, typer.Option(help="Run targeted attacks.")] = False,
     target: Annotated[str, typer.Option(help="Target classes for --targeted: random or least_likely.")] = "random",
     batch_size: Annotated[int, typer.Option(help="Examples per batch.")] = 250,
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N examples.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N examples (prefixes of a shipped split such as mnist5k are class-balanced: N = 10k holds k of each class).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for random starts, targets and noise.")] = 0,
     output: Annotated[Optional[Path], typer.Option(help="Write the results document (JSON) here.")] = None,

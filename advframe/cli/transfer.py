@@ -65,7 +65,7 @@ def transfer_command(
     split: Annotated[str, typer.Option(help="Data split.")] = "test",
     param: Annotated[Optional[list[str]], typer.Option(help="Attack hyper-parameter key=value or attack.key=value; repeatable.")] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per batch.")] = 250,
-    limit: Annotated[Optional[int], typer.Option(help="Use only the first N examples.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N examples (prefixes of a shipped split such as mnist5k are class-balanced: N = 10k holds k of each class).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for random starts and noise.")] = 0,
     output: Annotated[Optional[Path], typer.Option(help="Write the transfer document (JSON, advframe.transfer/1) here.")] = None,
