@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from importlib import resources
 from pathlib import Path
 from typing import ClassVar
@@ -144,8 +145,8 @@ def _read_bytes(path: Path) -> bytes:
             with gzip.open(path, "rb") as f:
                 return f.read()
         return path.read_bytes()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read '{path}' ({exc}): download the file again") from None
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a corrupt gzip stream
+        raise DataError(f"cannot read '{path}' ({exc}): the file is damaged, download it again") from None
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -160,6 +161,8 @@ def read_idx(path: Path) -> np.ndarray:
     if raw[2] != 0x08:
         raise DataError(f"'{path}' holds IDX type 0x{raw[2]:02x}, expected unsigned bytes (0x08)")
     ndim = raw[3]
+    if ndim == 0:
+        raise DataError(f"'{path}' is a 0-dimensional IDX file (no examples axis): use the original MNIST files")
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"'{path}' is truncated (header cut short): download it again")
