@@ -79,6 +79,8 @@ def lipschitz_command(
 
     if input_size < 1:
         raise ParameterError(f"--input-size must be positive, got {input_size}")
+    if in_channels is not None and in_channels < 1:  # 0 used to be replaced by the default silently
+        raise ParameterError(f"--in-channels must be positive, got {in_channels}")
     reports = [lipschitz_bounds(advframe.load_model(spec), input_size, in_channels, name=_label(spec))
                for spec in model]
     for report in reports:
