@@ -11,7 +11,9 @@ import typer
 
 from advframe import plugins
 from advframe.cli import render
-from advframe.cli.options import check_all_used, params_for, parse_eps_list, parse_params
+from advframe.cli.options import (check_all_used, check_positive, check_seed, params_for, parse_eps_list,
+                                  parse_params)
+from advframe.cli.outputs import PartialState, check_output_path
 from advframe.errors import DataError, ParameterError
 from advframe.registry import KINDS
 
@@ -86,8 +88,13 @@ def eval_command(
     from advframe import distributed
     from advframe.checkpoint import atomic_write_text
     from advframe.cli.launch import maybe_launch
+    from advframe.dataset import check_fits
     from advframe.threat import ThreatModel
 
+    check_output_path(output, "--output")
+    check_seed(seed)
+    check_positive(batch_size, "--batch-size", "examples per batch")
+    check_positive(limit, "--limit", "examples")
     launched = maybe_launch(ctx, devices)
     if launched is not None:
         raise typer.Exit(launched)
@@ -105,14 +112,16 @@ def eval_command(
     dev = str(distributed.init_from_env(resolve_device(device)))
     rank, world = distributed.rank_and_world()
     net, data, model_name = load_model_and_data(model, dataset, data_dir, split, dev)
+    check_fits(net, data, dev, model_name)
     suffix = ".partial" if world == 1 else f".partial.rank{rank}"
     state = Path(str(output) + suffix) if output is not None else None
-    if state is not None and state.exists() and not resume:
-        state.unlink()
+    keeper = PartialState(state, resume, keep=rank == 0)
     with render.progress_bar(progress and rank == 0) as cb:
         result = advframe.evaluate(net, data, attacks=attacks, eps=grid, norm=norm, targeted=targeted, target=target,
                                    batch_size=batch_size, limit=limit, device=dev, seed=seed,
-                                   label_leaks=label_leaks, progress=cb, state_path=state, model_name=model_name)
+                                   label_leaks=label_leaks, progress=keeper.wrap(cb),
+                                   state_path=state, model_name=model_name)
+        keeper.restore()  # the attack work stays on disk until the document is written
         distributed.shutdown()
         if rank != 0:
             if state is not None and state.exists():
@@ -131,6 +140,7 @@ def eval_command(
     if output is not None:
         atomic_write_text(output, json.dumps(doc, indent=2))
         render.console.print(f"results written to {output}")
+    keeper.discard()
 
 
 def list_command(kind: Annotated[Optional[Kind], typer.Argument(help="attacks, defenses, models or datasets.")] = None) -> None:

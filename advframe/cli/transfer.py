@@ -11,8 +11,10 @@ from rich.table import Table
 
 from advframe import plugins
 from advframe.cli import render
-from advframe.cli.options import check_all_used, params_for, parse_eps_list, parse_params
-from advframe.errors import DataError, ParameterError
+from advframe.cli.options import (check_all_used, check_positive, check_seed, params_for, parse_eps_list,
+                                  parse_params)
+from advframe.cli.outputs import check_output_paths
+from advframe.errors import DataError
 
 TITLES = {"transfer_rate": "transfer rate", "error_rate": "error rate"}
 
@@ -76,10 +78,15 @@ def transfer_command(
     import advframe
     from advframe.checkpoint import atomic_write_text
     from advframe.cli.app import DEFAULT_DATASET, resolve_device
+    from advframe.dataset import check_fits
     from advframe.report import transfer_markdown
     from advframe.threat import ThreatModel
     from advframe.transfer import transfer
 
+    check_output_paths((output, "--output"), (markdown, "--markdown"))
+    check_seed(seed)
+    check_positive(batch_size, "--batch-size", "examples per batch")
+    check_positive(limit, "--limit", "examples")
     ThreatModel(norm=norm)
     grid = parse_eps_list(eps)
     names = attack or ["fgsm", "iter_basic", "iter_ll"]
@@ -90,15 +97,14 @@ def transfer_command(
     attacks = [advframe.get_attack(n, **params_for(n, declared[n], parsed)) for n in names]
     if data_dir is not None and not data_dir.is_dir():
         raise DataError(f"--data-dir '{data_dir}' does not exist: pass an existing folder")
-    for path, flag in ((output, "--output"), (markdown, "--markdown")):
-        if path is not None and path.is_dir():
-            raise ParameterError(f"{flag} '{path}' is a folder: pass a file name")
     dev = resolve_device(device)
     cache: dict[str, Any] = {}
     sources, s_names = _load_models(source, dev, cache)
     targets, t_names = _load_models(target, dev, cache)
     data = advframe.load_dataset(dataset or _dataset_of(source + target) or DEFAULT_DATASET, split=split,
                                  data_dir=data_dir)
+    for net, name in zip(sources + targets, s_names + t_names):
+        check_fits(net, data, dev, name)
     with render.progress_bar(progress) as cb:
         result = transfer(sources, targets, data, attacks=attacks, eps=grid, norm=norm, batch_size=batch_size,
                           limit=limit, device=dev, seed=seed, progress=cb, source_names=s_names,
