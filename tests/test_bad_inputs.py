@@ -353,6 +353,10 @@ BOUND_ROWS = [
         ["--in-channels", "-3"]),
     Row("lipschitz-input-size-0", ["lipschitz", "--model", "mnist_cnn", "--input-size", "0"], ["--input-size", "0"]),
     Row("lipschitz-model-unknown", ["lipschitz", "--model", "lenet9"], ["lenet9"]),
+    Row("lipschitz-output-folder", ["lipschitz", "--model", "mnist_cnn", "--output", "{tmp}/d"],
+        ["--output", "{tmp}/d"], a_folder("d")),
+    Row("lipschitz-plot-fifo", ["lipschitz", "--model", "mnist_cnn", "--plot", "{tmp}/p"], ["--plot", "{tmp}/p"],
+        a_fifo("p")),
 ]
 
 REPORT_ROWS = [

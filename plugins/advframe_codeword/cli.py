@@ -77,6 +77,9 @@ def lipschitz_command(
     import advframe
     from advframe.checkpoint import atomic_write_text
 
+    from advframe.cli.outputs import check_output_paths
+
+    check_output_paths((output, "--output"), (plot, "--plot"))
     if input_size < 1:
         raise ParameterError(f"--input-size must be positive, got {input_size}")
     if in_channels is not None and in_channels < 1:  # 0 used to be replaced by the default silently
