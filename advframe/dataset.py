@@ -108,6 +108,9 @@ class Dataset(Configurable):
                 raise DataError(f"data dir '{data_dir}' does not exist: pass the folder that holds the "
                                 f"'{self.name}' files")
         x, y = self.read(split, data_dir)
+        if int(x.shape[0]) == 0:
+            where = f" in '{data_dir}'" if data_dir is not None else ""
+            raise DataError(f"data set '{self.name}' split '{split}' has no examples{where}: check the files")
         data = LabeledData(x, y, self.num_classes, tuple(self.bounds), self.name, split, tuple(self.default_eps))
         return data.validate()
 
@@ -119,3 +122,47 @@ class Dataset(Configurable):
         """A JSON-serialisable description."""
         return {"name": self.name, "num_classes": self.num_classes, "input_shape": list(self.input_shape),
                 "bounds": list(self.bounds)}
+
+
+def _expected_shape(model: Any) -> tuple[int, ...] | None:
+    """The shape of one input that a model declares as ``input_shape`` (itself or the module it wraps)."""
+    for m in (model, getattr(model, "module", None), getattr(model, "base", None)):
+        if m is None:
+            continue
+        shape = getattr(m, "input_shape", None)
+        if isinstance(shape, (tuple, list)) and shape:
+            return tuple(int(s) for s in shape)
+    return None
+
+
+def check_fits(model: Any, data: LabeledData, device: Any = "cpu", model_name: str | None = None) -> None:
+    """Run the first example through ``model`` and refuse data whose shape it cannot take.
+
+    A model fed inputs of the wrong shape fails deep inside its first layer with a
+    message about matrix sizes; this names the data set's input shape and the shape the
+    model expects instead.
+
+    Raises:
+        DataError: naming both shapes (or the model's own complaint when it declares none).
+    """
+    if len(data) == 0:
+        raise DataError(f"data set '{data.name}' split '{data.split}' has no examples: check the files")
+    x = data.x[:1].to(device)
+    have = tuple(int(s) for s in data.x.shape[1:])
+    was_training = bool(getattr(model, "training", False))
+    if hasattr(model, "eval"):
+        model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        want = _expected_shape(model)
+        label = f"model '{model_name}'" if model_name else "the model"
+        expects = ("x".join(map(str, want)) if want is not None
+                   else "another shape (" + str(exc).strip().splitlines()[0][:200] + ")")
+        raise DataError(f"data set '{data.name}' has inputs of shape {'x'.join(map(str, have))} but {label} "
+                        f"expects {expects}: pass a model made for this data set, or a data set with "
+                        f"that shape") from None
+    finally:
+        if was_training and hasattr(model, "train"):
+            model.train()

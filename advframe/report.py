@@ -14,7 +14,7 @@ nothing here prints. The layouts follow the papers:
   ("No Noise"), white-box attacks, then each attack transferred from each source model
   ("FGS(A')").
 
-matplotlib is an optional extra (``pip install advframe[plot]``), imported only by
+matplotlib is optional (``pip install matplotlib``; the ``plot`` extra), imported only by
 :func:`plot_curves`.
 """
 
@@ -67,12 +67,115 @@ def load_documents(paths: list[str | os.PathLike[str]]) -> tuple[list[dict[str, 
             raise DataError(f"'{path}' is not JSON ({exc.__class__.__name__}): pass a results document") from None
         schema = doc.get("schema") if isinstance(doc, dict) else None
         if schema == EVAL_SCHEMA:
+            problem = eval_document_problem(doc)
             evals.append(doc)
         elif schema == TRANSFER_SCHEMA:
+            problem = transfer_document_problem(doc)
             transfers.append(doc)
         else:
             raise DataError(f"'{path}' has schema {schema!r}: expected {EVAL_SCHEMA} or {TRANSFER_SCHEMA}")
+        if problem is not None:
+            raise DataError(f"'{path}' is not a valid {schema} document: {problem}; pass the file as "
+                            f"'advframe {'eval' if schema == EVAL_SCHEMA else 'transfer'} --output' wrote it")
     return evals, transfers
+
+
+# ---------------------------------------------------------------- document checks
+
+_NUM = (int, float)
+
+
+def _kind_problem(where: str, value: Any, kind: str) -> str | None:
+    """None if ``value`` is of ``kind`` (str, int, num, fraction, bool, list, dict; '?' suffix: or null)."""
+    if kind.endswith("?"):
+        if value is None:
+            return None
+        kind = kind[:-1]
+    ok = {"str": isinstance(value, str),
+          "bool": isinstance(value, bool),
+          "int": isinstance(value, int) and not isinstance(value, bool),
+          "num": isinstance(value, _NUM) and not isinstance(value, bool),
+          "fraction": isinstance(value, _NUM) and not isinstance(value, bool) and 0 <= value <= 1,
+          "list": isinstance(value, list),
+          "dict": isinstance(value, dict)}[kind]
+    if ok:
+        return None
+    want = {"num": "a number", "int": "an integer", "fraction": "a fraction in [0, 1]", "str": "a string",
+            "bool": "true or false", "list": "a list", "dict": "an object"}[kind]
+    return f"{where} is {json.dumps(value)[:40]}, expected {want}"
+
+
+def _fields_problem(where: str, obj: Any, fields: dict[str, str]) -> str | None:
+    if not isinstance(obj, dict):
+        return f"{where or 'the document'} is not an object"
+    for key, kind in fields.items():
+        name = f"{where}.{key}" if where else key
+        if key not in obj:
+            return f"'{name}' is missing"
+        problem = _kind_problem(f"'{name}'", obj[key], kind)
+        if problem:
+            return problem
+    return None
+
+
+EVAL_FIELDS = {"model": "str", "dataset": "str", "split": "str", "examples": "int", "clean": "dict",
+               "runs": "list"}
+EVAL_RUN_FIELDS = {"attack": "str", "eps": "num", "norm": "str", "targeted": "bool", "top1": "fraction?",
+                   "top5": "fraction?", "success_rate": "fraction?", "accuracy_ratio": "num?",
+                   "label_leaks": "int?", "max_perturbation": "num", "violations": "int",
+                   "gradient_evaluations": "num?", "seconds": "num"}
+TRANSFER_FIELDS = {"dataset": "str", "split": "str", "examples": "int", "norm": "str", "sources": "list",
+                   "targets": "list", "clean": "dict", "runs": "list", "matrices": "list", "definitions": "dict"}
+
+
+def eval_document_problem(doc: dict[str, Any]) -> str | None:
+    """What is wrong with an ``advframe.eval/1`` document (the keys a report reads), or None."""
+    problem = _fields_problem("", doc, EVAL_FIELDS) or _fields_problem("clean", doc["clean"],
+                                                                        {"top1": "fraction", "top5": "fraction"})
+    if problem:
+        return problem
+    for i, run in enumerate(doc["runs"]):
+        problem = _fields_problem(f"runs[{i}]", run, EVAL_RUN_FIELDS)
+        if problem:
+            return problem
+    return None
+
+
+def transfer_document_problem(doc: dict[str, Any]) -> str | None:
+    """What is wrong with an ``advframe.transfer/1`` document (the keys a report reads), or None."""
+    problem = _fields_problem("", doc, TRANSFER_FIELDS) or _fields_problem(
+        "definitions", doc["definitions"], {"transfer_rate": "str", "error_rate": "str"})
+    if problem:
+        return problem
+    for name, c in doc["clean"].items():
+        problem = _fields_problem(f"clean.{name}", c, {"top1": "fraction?"})
+        if problem:
+            return problem
+    rows, cols = len(doc["sources"]), len(doc["targets"])
+    for i, m in enumerate(doc["matrices"]):
+        where = f"matrices[{i}]"
+        problem = _fields_problem(where, m, {"attack": "str", "eps": "num", "transfer_rate": "dict",
+                                             "error_rate": "dict"})
+        if problem:
+            return problem
+        for metric in ("transfer_rate", "error_rate"):
+            for k in ("top1", "top5"):
+                matrix = m[metric].get(k)
+                if not (isinstance(matrix, list) and len(matrix) == rows
+                        and all(isinstance(r, list) and len(r) == cols for r in matrix)):
+                    return f"'{where}.{metric}.{k}' is not a {rows}x{cols} matrix (sources x targets)"
+                for r in matrix:
+                    for v in r:
+                        problem = _kind_problem(f"a cell of '{where}.{metric}.{k}'", v, "fraction?")
+                        if problem:
+                            return problem
+    for i, r in enumerate(doc["runs"]):
+        problem = _fields_problem(f"runs[{i}]", r, {"source": "str", "target": "str", "attack": "str",
+                                                    "eps": "num", "accuracy": "dict"}) \
+            or _fields_problem(f"runs[{i}].accuracy", r.get("accuracy"), {"top1": "fraction?"})
+        if problem:
+            return problem
+    return None
 
 
 def curves(evals: list[dict[str, Any]]) -> list[Curve]:
@@ -219,7 +322,7 @@ def _pyplot() -> Any:
         import matplotlib.pyplot as plt
     except ImportError:
         raise MissingDependencyError("plotting needs matplotlib, which is not installed: "
-                                     "pip install 'advframe[plot]' (or drop --plot)") from None
+                                     "pip install matplotlib (or drop --plot)") from None
     return plt
 
 

@@ -191,7 +191,8 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) 
 
 
 def check_train_args(epochs: int, batch_size: int, optimizer: str, lr: float, schedule: str,
-                     checkpoint_every: int | None, max_steps: int | None) -> None:
+                     checkpoint_every: int | None, max_steps: int | None, momentum: float = 0.0,
+                     weight_decay: float = 0.0) -> None:
     """Raise :class:`ParameterError` for a bad argument of a training loop."""
     if epochs < 1:
         raise ParameterError(f"epochs must be >= 1, got {epochs}")
@@ -203,6 +204,10 @@ def check_train_args(epochs: int, batch_size: int, optimizer: str, lr: float, sc
         raise ParameterError(f"unknown schedule '{schedule}': use one of {', '.join(SCHEDULES)}")
     if not (lr > 0 and math.isfinite(lr)):
         raise ParameterError(f"learning rate must be a positive number, got {lr}")
+    if not (momentum >= 0 and math.isfinite(momentum)):  # NaN momentum used to be blamed on --lr
+        raise ParameterError(f"momentum must be a finite number >= 0, got {momentum}")
+    if not (weight_decay >= 0 and math.isfinite(weight_decay)):
+        raise ParameterError(f"weight decay must be a finite number >= 0, got {weight_decay}")
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ParameterError(f"checkpoint_every must be >= 1 step, got {checkpoint_every}")
     if max_steps is not None and max_steps < 0:
@@ -277,7 +282,8 @@ def _restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, def
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"cannot resume from '{path}': it holds no training state (written by "
                               f"something other than advframe.train); pass another --out or drop --resume")
-    for key in ("model", "model_config", "defense", "defense_params", "seed", "batch_size", "examples"):
+    for key in ("model", "model_config", "defense", "defense_params", "seed", "batch_size", "examples",
+                "optimizer", "lr", "momentum", "weight_decay", "schedule"):
         have = meta.get(key) if key in ("model", "model_config", "defense", "defense_params") \
             else (meta.get("train_args") or {}).get(key)
         if have != expect[key]:
@@ -354,7 +360,8 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
         CheckpointError: for a checkpoint that cannot be resumed (other model, defense,
             seed, batch size or data).
     """
-    check_train_args(epochs, batch_size, optimizer, lr, schedule, checkpoint_every, max_steps)
+    check_train_args(epochs, batch_size, optimizer, lr, schedule, checkpoint_every, max_steps, momentum,
+                     weight_decay)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -398,9 +405,14 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
     if resume and path is not None and path.exists():
         expect = {"model": name, "model_config": cfg, "defense": defense_name,
                   "defense_params": base_meta["defense_params"], "seed": seed, "batch_size": batch_size,
-                  "examples": n}
+                  "examples": n, "optimizer": optimizer, "lr": lr, "momentum": momentum,
+                  "weight_decay": weight_decay, "schedule": schedule}
         meta = _restore(path, net, opt, dfn, expect)
-        step, epoch, batch = int(meta["step"]), int(meta["epoch"]), int(meta["batch"])
+        try:
+            step, epoch, batch = int(meta["step"]), int(meta["epoch"]), int(meta["batch"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"cannot resume from '{path}': its training position (step, epoch, batch) "
+                                  f"is missing or damaged; pass another --out or drop --resume") from None
         history = list(meta.get("history") or [])
         sums = dict(meta.get("epoch_sums") or {})
 

@@ -36,7 +36,9 @@ def test_mnist5k_split_is_stratified_disjoint_and_deterministic():
     tr = zoo_datasets.mnist5k_split_indices(labels, "train")
     te = zoo_datasets.mnist5k_split_indices(labels, "test")
     assert len(set(tr) & set(te)) == 0 and len(set(tr) | set(te)) == 5000
-    assert torch.equal(test.x[:, 0], torch.from_numpy(images[te]).float() / 255)
+    order = zoo_datasets.mnist5k_order(labels, "test")
+    assert sorted(order.tolist()) == te.tolist()
+    assert torch.equal(test.x[:, 0], torch.from_numpy(images[order]).float() / 255)
     # the same call gives the same split (fixed seed, not the global RNG)
     torch.manual_seed(123)
     np.random.seed(123)
@@ -44,6 +46,38 @@ def test_mnist5k_split_is_stratified_disjoint_and_deterministic():
     assert torch.equal(again.x, test.x) and torch.equal(again.y, test.y)
     # pinned: the rule must never change silently (it would change every reported number)
     assert te[:5].tolist() == [7, 10, 15, 17, 19]
+
+
+@pytest.mark.parametrize("split,per_class", [("test", 100), ("train", 400)])
+def test_mnist5k_every_prefix_is_class_balanced(split, per_class):
+    data = advframe.load_dataset("mnist5k", split=split)
+    for k in range(1, per_class + 1):
+        assert torch.equal(data.y[:10 * k].bincount(minlength=10), torch.full((10,), k)), k
+    # no class leads another by more than one in any prefix
+    counts = torch.zeros(10, dtype=torch.long)
+    for label in data.y[:200].tolist():
+        counts[label] += 1
+        assert int(counts.max() - counts.min()) <= 1
+    # --limit 100 (a prefix) is no longer only zeros
+    assert set(data.take(100).y.tolist()) == set(range(10))
+    assert set(data.take(10).y.tolist()) == set(range(10))
+
+
+def test_mnist5k_order_is_deterministic_and_pinned():
+    torch.manual_seed(7)
+    np.random.seed(7)
+    a = advframe.load_dataset("mnist5k", split="test")
+    b = advframe.load_dataset("mnist5k", split="test")
+    assert torch.equal(a.y, b.y) and torch.equal(a.x, b.x)
+    # pinned: changing the order changes every number measured on a prefix
+    assert a.y[:20].tolist() == [6, 9, 3, 2, 7, 4, 0, 8, 1, 5, 2, 1, 7, 0, 3, 6, 4, 8, 9, 5]
+
+
+def test_balanced_order_with_unequal_classes():
+    labels = np.array([0] * 5 + [1] * 2 + [2] * 3)
+    order = zoo_datasets.balanced_order(labels, 0)
+    assert sorted(order.tolist()) == list(range(10))
+    assert sorted(labels[order[:3]].tolist()) == [0, 1, 2] and sorted(labels[order[3:6]].tolist()) == [0, 1, 2]
 
 
 def test_mnist5k_metadata():

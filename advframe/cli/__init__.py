@@ -26,7 +26,11 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(0) from None
         path = exc.ctx.command_path if exc.ctx is not None else "advframe"
         hint = f" (see '{path} --help')"
-        sys.stderr.write(f"error: {exc.format_message()}{hint}\n")
+        message = " ".join(exc.format_message().split())
+        given = _given_value(args, getattr(exc, "param", None))
+        if given is not None and given not in message:
+            message += f" (got {given!r})"
+        sys.stderr.write(f"error: {message}{hint}\n")
         raise SystemExit(2) from None
     except AdvframeError as exc:
         sys.stderr.write(f"error: {exc}\n")
@@ -37,3 +41,16 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _given_value(args: list[str], param: object) -> str | None:
+    """The last value given on the command line for option ``param`` (``--opt V`` or ``--opt=V``)."""
+    opts = [o for o in getattr(param, "opts", []) if o.startswith("-")]
+    value = None
+    for i, arg in enumerate(args):
+        for opt in opts:
+            if arg == opt and i + 1 < len(args):
+                value = args[i + 1]
+            elif arg.startswith(opt + "="):
+                value = arg[len(opt) + 1:]
+    return value

@@ -11,7 +11,8 @@ import typer
 from advframe import plugins
 from advframe.cli import render
 from advframe.cli.models import ArchOption, ModelParamOption, NormalizeOption, UntrainedOption
-from advframe.cli.options import parse_eps_list, parse_params
+from advframe.cli.options import check_positive, check_seed, parse_eps_list, parse_params
+from advframe.cli.outputs import PartialState, check_output_path
 from advframe.errors import DataError, ParameterError
 from advframe.options import resolve_attacks
 from advframe.registry import KINDS
@@ -98,7 +99,7 @@ def eval_command(
     targeted: Annotated[bool, typer.Option(help="Run targeted attacks.")] = False,
     target: Annotated[str, typer.Option(help="Target classes for --targeted: random or least_likely.")] = "random",
     batch_size: Annotated[int, typer.Option(help="Examples per batch.")] = 250,
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N examples.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N examples (prefixes of a shipped split such as mnist5k are class-balanced: N = 10k holds k of each class).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for random starts, targets and noise.")] = 0,
     output: Annotated[Optional[Path], typer.Option(help="Write the results document (JSON) here.")] = None,
@@ -115,8 +116,13 @@ def eval_command(
     from advframe import distributed
     from advframe.checkpoint import atomic_write_text
     from advframe.cli.launch import maybe_launch
+    from advframe.dataset import check_fits
     from advframe.threat import ThreatModel
 
+    check_output_path(output, "--output")
+    check_seed(seed)
+    check_positive(batch_size, "--batch-size", "examples per batch")
+    check_positive(limit, "--limit", "examples")
     launched = maybe_launch(ctx, devices)
     if launched is not None:
         raise typer.Exit(launched)
@@ -130,15 +136,16 @@ def eval_command(
     rank, world = distributed.rank_and_world()
     net, data, model_name = load_model_and_data(model, dataset, data_dir, split, dev, arch, model_param, normalize,
                                                 untrained)
+    check_fits(net, data, dev, model_name)
     suffix = ".partial" if world == 1 else f".partial.rank{rank}"
     state = Path(str(output) + suffix) if output is not None else None
-    if state is not None and state.exists() and not resume:
-        state.unlink()
+    keeper = PartialState(state, resume, keep=rank == 0)
     with render.progress_bar(progress and rank == 0) as cb:
         result = advframe.evaluate(net, data, attacks=specs, eps=grid, norm=norm, targeted=targeted, target=target,
                                    batch_size=batch_size, limit=limit, device=dev, seed=seed,
-                                   label_leaks=label_leaks, progress=cb, state_path=state, model_name=model_name,
-                                   worst_case=worst_case or suite is not None)
+                                   label_leaks=label_leaks, progress=keeper.wrap(cb), state_path=state,
+                                   model_name=model_name, worst_case=worst_case or suite is not None)
+        keeper.restore()  # the attack work stays on disk until the document is written
         distributed.shutdown()
         if rank != 0:
             if state is not None and state.exists():
@@ -157,6 +164,7 @@ def eval_command(
     if output is not None:
         atomic_write_text(output, json.dumps(doc, indent=2))
         render.console.print(f"results written to {output}")
+    keeper.discard()
 
 
 def list_command(kind: Annotated[Optional[str], typer.Argument(metavar="[KIND]", help="attacks, defenses, models, datasets or suites.")] = None) -> None:

@@ -32,3 +32,22 @@ def parse_params(values: list[str] | None) -> dict[str, dict[str, str] | str]:
         else:
             out[key] = value
     return out
+
+
+SEED_LIMIT = 2 ** 32
+"""Seeds are below 2**32: the engine derives per-batch seeds as ``seed * 1_000_003 + ...``,
+which ``torch.manual_seed`` accepts only below 2**64 (a seed of 1e20 used to fail after
+the clean pass)."""
+
+
+def check_seed(seed: int, option: str = "--seed") -> int:
+    """Refuse a seed outside ``0 <= seed < 2**32``, before any work starts."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise ParameterError(f"{option} {seed} is out of range: use an integer from 0 to {SEED_LIMIT - 1} (2**32 - 1)")
+    return seed
+
+
+def check_positive(value: int | None, option: str, what: str) -> None:
+    """Refuse ``value`` < 1 for a count option (None: not given)."""
+    if value is not None and value < 1:
+        raise ParameterError(f"{option} {value} is invalid: use a positive number of {what}")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from advframe.cli import render
-from advframe.errors import ParameterError
+from advframe.cli.outputs import check_output_paths
 
 
 def report_command(
@@ -19,12 +19,11 @@ def report_command(
 ) -> None:
     """Print the white-box/black-box table (paper 004, Table 1) and write plots (Kurakin 2017, Fig. 1) and Markdown."""
     from advframe.checkpoint import atomic_write_text
-    from advframe.report import load_documents, markdown as to_markdown, plot_curves, white_black_table
+    from advframe.report import (MissingDependencyError, load_documents, markdown as to_markdown, plot_curves,
+                                 white_black_table)
     from advframe.threat import parse_eps
 
-    for path, flag in ((plot, "--plot"), (markdown, "--markdown")):
-        if path is not None and path.is_dir():
-            raise ParameterError(f"{flag} '{path}' is a folder: pass a file name")
+    check_output_paths((plot, "--plot"), (markdown, "--markdown"))
     evals, transfers = load_documents(list(results))
     chosen = parse_eps(eps) if eps is not None else None
     for doc in evals:
@@ -41,9 +40,13 @@ def report_command(
         title = (f"white-box and black-box top-1 accuracy · eps={used:g} "
                  f"(paper 004, Table 1: attack = white-box, attack(S) = examples made on S)")
         render.console.print(render.simple_table(title, header, rows))
+    missing = None
     if plot is not None:
-        plot_curves(evals, plot)
-        render.console.print(f"plot written to {plot}")
+        try:
+            plot_curves(evals, plot)
+            render.console.print(f"plot written to {plot}")
+        except MissingDependencyError as exc:  # the tables are printed; still write the Markdown
+            missing, plot = exc, None
     if markdown is not None:
         rel = None
         if plot is not None:
@@ -53,3 +56,6 @@ def report_command(
                 rel = str(plot.resolve())
         atomic_write_text(markdown, to_markdown(evals, transfers, chosen, rel))
         render.console.print(f"Markdown written to {markdown}")
+    if missing is not None:
+        done = "the tables were printed above" + (f" and the Markdown written to {markdown}" if markdown else "")
+        raise MissingDependencyError(f"{missing}; {done}, without the plot")

@@ -10,7 +10,8 @@ import typer
 from advframe import plugins
 from advframe.cli import render
 from advframe.cli.models import ArchOption, ModelParamOption, NormalizeOption, model_to_train
-from advframe.cli.options import parse_params
+from advframe.cli.options import check_seed, parse_params
+from advframe.cli.outputs import check_output_path
 
 
 def train_command(
@@ -48,8 +49,11 @@ def train_command(
     from advframe import distributed
     from advframe.cli.app import resolve_device
     from advframe.cli.launch import maybe_launch
+    from advframe.dataset import check_fits
     from advframe.params import declared_params, split_params
 
+    check_output_path(out, "--out")
+    check_seed(seed)
     launched = maybe_launch(ctx, devices)
     if launched is not None:
         raise typer.Exit(launched)
@@ -67,6 +71,7 @@ def train_command(
     dev = str(distributed.init_from_env(resolve_device(device)))
     rank, _ = distributed.rank_and_world()
     data = advframe.load_dataset(dataset, split="train", data_dir=data_dir)
+    check_fits(net if not isinstance(net, str) else _build(model, model_config), data, "cpu", arch or model)
     with render.progress_bar(progress and rank == 0) as cb:
         result = advframe.train(net, data, model_config=model_config, defense=defense,
                                 defense_params=defense_params, epochs=epochs,
@@ -80,3 +85,28 @@ def train_command(
     render.console.print(f"trained {arch or model} with {defense}: {result.steps} steps, final loss "
                          f"{result.final_loss:.4f}; checkpoint written to {out}")
 
+
+def _build(model: str, config: dict) -> object:
+    """The model named by --model with --model-param keywords; a keyword it does not take is a usage error."""
+    import inspect
+
+    import advframe
+    from advframe.errors import ParameterError
+
+    factory = plugins.registry().get("models", model).factory
+    try:
+        accepted = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        accepted = None
+    if accepted is not None and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        for key in config:
+            if key not in accepted:
+                raise ParameterError(f"--model-param {key}=…: model '{model}' takes no parameter '{key}' "
+                                     f"(its parameters: {', '.join(accepted) or 'none'})")
+    try:
+        return advframe.build_model(model, **config)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ParameterError):
+            raise
+        raise ParameterError(f"--model-param: model '{model}' cannot be built with "
+                             f"{', '.join(f'{k}={v!r}' for k, v in config.items())}: {exc}") from None

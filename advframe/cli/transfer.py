@@ -11,8 +11,9 @@ from rich.table import Table
 
 from advframe.cli import render
 from advframe.cli.models import ArchListOption, ModelParamOption, NormalizeOption, UntrainedOption
-from advframe.cli.options import parse_eps_list, parse_params
-from advframe.errors import DataError, ParameterError
+from advframe.cli.options import check_positive, check_seed, parse_eps_list, parse_params
+from advframe.cli.outputs import check_output_paths
+from advframe.errors import DataError
 from advframe.options import resolve_attacks
 
 TITLES = {"transfer_rate": "transfer rate", "error_rate": "error rate"}
@@ -70,7 +71,7 @@ def transfer_command(
     split: Annotated[str, typer.Option(help="Data split.")] = "test",
     param: Annotated[Optional[list[str]], typer.Option(help="Attack hyper-parameter key=value or attack.key=value; repeatable.")] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per batch.")] = 250,
-    limit: Annotated[Optional[int], typer.Option(help="Use only the first N examples.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N examples (prefixes of a shipped split such as mnist5k are class-balanced: N = 10k holds k of each class).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for random starts and noise.")] = 0,
     output: Annotated[Optional[Path], typer.Option(help="Write the transfer document (JSON, advframe.transfer/1) here.")] = None,
@@ -85,18 +86,20 @@ def transfer_command(
     import advframe
     from advframe.checkpoint import atomic_write_text
     from advframe.cli.app import default_name, resolve_device
+    from advframe.dataset import check_fits
     from advframe.report import transfer_markdown
     from advframe.threat import ThreatModel
     from advframe.transfer import default_transfer_attacks, transfer
 
+    check_output_paths((output, "--output"), (markdown, "--markdown"))
+    check_seed(seed)
+    check_positive(batch_size, "--batch-size", "examples per batch")
+    check_positive(limit, "--limit", "examples")
     ThreatModel(norm=norm)
     grid = parse_eps_list(eps)
     attacks = resolve_attacks(attack or default_transfer_attacks(), parse_params(param))
     if data_dir is not None and not data_dir.is_dir():
         raise DataError(f"--data-dir '{data_dir}' does not exist: pass an existing folder")
-    for path, flag in ((output, "--output"), (markdown, "--markdown")):
-        if path is not None and path.is_dir():
-            raise ParameterError(f"{flag} '{path}' is a folder: pass a file name")
     dev = resolve_device(device)
     cache: dict[str, Any] = {}
     user = {"arch": arch, "model_param": model_param, "normalize": normalize, "untrained": untrained}
@@ -105,6 +108,8 @@ def transfer_command(
     data = advframe.load_dataset(dataset or _dataset_of(source + target) or default_name("datasets", "--dataset"),
                                  split=split,
                                  data_dir=data_dir)
+    for net, name in zip(sources + targets, s_names + t_names):
+        check_fits(net, data, dev, name)
     with render.progress_bar(progress) as cb:
         result = transfer(sources, targets, data, attacks=attacks, eps=grid, norm=norm, batch_size=batch_size,
                           limit=limit, device=dev, seed=seed, progress=cb, source_names=s_names,

@@ -80,8 +80,13 @@ def lipschitz_command(
     from advframe.checkpoint import atomic_write_text
     from advframe.cli.models import load_user_model, pick_arch
 
+    from advframe.cli.outputs import check_output_paths
+
+    check_output_paths((output, "--output"), (plot, "--plot"))
     if input_size < 1:
         raise ParameterError(f"--input-size must be positive, got {input_size}")
+    if in_channels is not None and in_channels < 1:  # 0 used to be replaced by the default silently
+        raise ParameterError(f"--in-channels must be positive, got {in_channels}")
     reports = [lipschitz_bounds(load_user_model(spec, arch=pick_arch(arch, spec), model_param=model_param,
                                                 check=False)[0], input_size, in_channels, name=_label(spec))
                for spec in model]  # bounds of an untrained architecture are meaningful: no --untrained needed

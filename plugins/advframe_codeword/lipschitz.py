@@ -210,7 +210,10 @@ def lipschitz_bounds(model: nn.Module, input_size: int | tuple[int, int] = 28, i
         name: name for the report.
     """
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-    channels = in_channels or _first_channels(model)
+    if in_channels is not None and (isinstance(in_channels, bool) or not isinstance(in_channels, int)
+                                    or in_channels < 1):
+        raise ParameterError(f"in_channels must be a positive integer, got {in_channels!r}")
+    channels = in_channels if in_channels is not None else _first_channels(model)
     seen: dict[str, tuple[int, ...]] = {}
     handles = []
 

