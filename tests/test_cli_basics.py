@@ -29,4 +29,4 @@ def test_short_help_and_no_bool_noise():
 def test_list_unknown_kind_is_one_plain_line():
     proc = run_cli("list", "foo")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == "error: unknown kind 'foo': use attacks, defenses, models or datasets"
+    assert proc.stderr.strip() == "error: unknown kind 'foo': use attacks, defenses, models, datasets or suites"
