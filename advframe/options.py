@@ -25,7 +25,28 @@ TARGET_MODES = ("random", "least_likely")
 
 
 @dataclass(frozen=True)
-class RunOptions:
+class Settings:
+    """Base of typed keyword settings: :meth:`of` refuses unknown keys and validates."""
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> Any:
+        """Build from keyword settings; an unknown one is a :class:`ParameterError`."""
+        known = [f.name for f in fields(cls)]
+        for key in options:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"known settings: {', '.join(known)}"
+                raise ParameterError(f"unknown setting '{key}': {hint}")
+        opts = cls(**options)
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        """Refuse settings that cannot be used (subclasses check their own)."""
+
+
+@dataclass(frozen=True)
+class RunOptions(Settings):
     """Settings every attack run shares.
 
     Attributes:
@@ -51,19 +72,6 @@ class RunOptions:
     bounds: tuple[float, float] | None = None
     progress: ProgressCallback = None
     strict: bool = False
-
-    @classmethod
-    def of(cls, options: Mapping[str, Any]) -> Any:
-        """Build from keyword settings; an unknown one is a :class:`ParameterError`."""
-        known = [f.name for f in fields(cls)]
-        for key in options:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"did you mean '{close[0]}'?" if close else f"known settings: {', '.join(known)}"
-                raise ParameterError(f"unknown setting '{key}': {hint}")
-        opts = cls(**options)
-        opts.validate()
-        return opts
 
     def validate(self) -> None:
         """Refuse settings no run can use."""

@@ -43,6 +43,7 @@ from advframe.defense import Defense
 from advframe.errors import CheckpointError, ParameterError
 from advframe.model import Model, architecture_state, as_model, describe_model, model_config
 from advframe.model_io import load_weights
+from advframe.options import Settings
 from advframe.progress import ProgressCallback, emit
 from advframe.threat import ThreatModel
 
@@ -190,28 +191,94 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) 
 # ---------------------------------------------------------------- resolution of arguments
 
 
-def check_train_args(epochs: int, batch_size: int, optimizer: str, lr: float, schedule: str,
-                     checkpoint_every: int | None, max_steps: int | None, momentum: float = 0.0,
-                     weight_decay: float = 0.0) -> None:
-    """Raise :class:`ParameterError` for a bad argument of a training loop."""
-    if epochs < 1:
-        raise ParameterError(f"epochs must be >= 1, got {epochs}")
-    if batch_size < 1:
-        raise ParameterError(f"batch size must be >= 1, got {batch_size}")
-    if optimizer not in OPTIMIZERS:
-        raise ParameterError(f"unknown optimizer '{optimizer}': use one of {', '.join(OPTIMIZERS)}")
-    if schedule not in SCHEDULES:
-        raise ParameterError(f"unknown schedule '{schedule}': use one of {', '.join(SCHEDULES)}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ParameterError(f"learning rate must be a positive number, got {lr}")
-    if not (momentum >= 0 and math.isfinite(momentum)):  # NaN momentum used to be blamed on --lr
-        raise ParameterError(f"momentum must be a finite number >= 0, got {momentum}")
-    if not (weight_decay >= 0 and math.isfinite(weight_decay)):
-        raise ParameterError(f"weight decay must be a finite number >= 0, got {weight_decay}")
-    if checkpoint_every is not None and checkpoint_every < 1:
-        raise ParameterError(f"checkpoint_every must be >= 1 step, got {checkpoint_every}")
-    if max_steps is not None and max_steps < 0:
-        raise ParameterError(f"max_steps must be >= 0, got {max_steps}")
+@dataclass(frozen=True)
+class TrainOptions(Settings):
+    """Settings of :func:`train`.
+
+    Attributes:
+        model_config: constructor keywords of a named model.
+        defense: a registered defense name (``standard``, ...) or a :class:`Defense`.
+        defense_params: keyword hyper-parameters of a named defense.
+        epochs: passes over the data.
+        batch_size: minibatch size (the last batch of an epoch may be smaller).
+        optimizer: ``sgd`` (with ``momentum``), ``adam`` or ``rmsprop``.
+        lr: base learning rate.
+        momentum: momentum of sgd and rmsprop.
+        weight_decay: L2 weight decay.
+        schedule: ``none``, ``cosine`` or ``step`` (see :func:`lr_at`).
+        seed: fixes the initial weights, the order of every epoch and the defense's randomness.
+        out: checkpoint path (``.safetensors``), written atomically at the end, every
+            ``checkpoint_every`` steps, and when ``max_steps`` stops the run.
+        checkpoint_every: steps between checkpoints.
+        resume: continue from ``out`` when it exists.
+        device: ``auto`` (cuda when available), ``cpu``, ``cuda``, ``cuda:1`` ...
+        progress: callback receiving events ``"epoch k"`` (batches done of the epoch) with
+            ``loss`` and the defense's statistics (``clean_acc``, ``adv_acc``...).
+        dataset_name: data-set name stored in the checkpoint (default: ``data.name``).
+        threat: the threat model (a :class:`~advframe.ThreatModel` or its dict) handed to
+            the defense in its ``setup`` context and stored in the checkpoint (default:
+            the one the defense declares, :meth:`Defense.threat_model`).
+        max_steps: stop after this many optimiser steps in total (a checkpoint is written),
+            e.g. to split a long run into pieces that ``resume`` joins.
+        data_dir: folder of a data set named by ``data``.
+        amp: mixed precision, bf16 autocast of the forward passes (CUDA only).
+    """
+
+    model_config: dict[str, Any] | None = None
+    defense: Defense | str = "standard"
+    defense_params: dict[str, Any] | None = None
+    epochs: int = 1
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "none"
+    seed: int = 0
+    out: str | os.PathLike[str] | None = None
+    checkpoint_every: int | None = None
+    resume: bool = False
+    device: str | torch.device = "cpu"
+    progress: ProgressCallback = None
+    dataset_name: str | None = None
+    threat: ThreatModel | dict[str, Any] | None = None
+    max_steps: int | None = None
+    data_dir: str | os.PathLike[str] | None = None
+    amp: bool = False
+
+    def validate(self) -> None:
+        """Raise :class:`ParameterError` for a bad setting of a training loop."""
+        if self.epochs < 1:
+            raise ParameterError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ParameterError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ParameterError(f"unknown optimizer '{self.optimizer}': use one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ParameterError(f"unknown schedule '{self.schedule}': use one of {', '.join(SCHEDULES)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ParameterError(f"learning rate must be a positive number, got {self.lr}")
+        if not (self.momentum >= 0 and math.isfinite(self.momentum)):  # NaN momentum was blamed on --lr
+            raise ParameterError(f"momentum must be a finite number >= 0, got {self.momentum}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ParameterError(f"weight decay must be a finite number >= 0, got {self.weight_decay}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ParameterError(f"checkpoint_every must be >= 1 step, got {self.checkpoint_every}")
+        if self.max_steps is not None and self.max_steps < 0:
+            raise ParameterError(f"max_steps must be >= 0, got {self.max_steps}")
+
+    def torch_device(self) -> torch.device:
+        """The device to train on (``auto``: cuda when available); amp needs CUDA."""
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ParameterError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+        if self.amp and dev.type != "cuda":
+            raise ParameterError("amp (bf16 autocast) needs a CUDA device: drop --amp or use --device cuda")
+        return dev
 
 
 def _resolve_data(data: LabeledData | str, data_dir: str | os.PathLike[str] | None) -> LabeledData:
@@ -306,14 +373,109 @@ def _restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, def
 # ---------------------------------------------------------------- the loop
 
 
-def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict[str, Any] | None = None,
-          defense: Defense | str = "standard", defense_params: dict[str, Any] | None = None, epochs: int = 1,
-          batch_size: int = 64, optimizer: str = "sgd", lr: float = 0.05, momentum: float = 0.9,
-          weight_decay: float = 0.0, schedule: str = "none", seed: int = 0,
-          out: str | os.PathLike[str] | None = None, checkpoint_every: int | None = None, resume: bool = False,
-          device: str | torch.device = "cpu", progress: ProgressCallback = None, dataset_name: str | None = None,
-          threat: Any = None, max_steps: int | None = None, data_dir: str | os.PathLike[str] | None = None,
-          amp: bool = False) -> TrainResult:
+class _Training:
+    """The state of one training run: model, optimiser, defense, position, history."""
+
+    def __init__(self, model: nn.Module | str, data: LabeledData | str, opts: TrainOptions):
+        self.opts = o = opts
+        self.dev = o.torch_device()
+        self.rank, self.world = distributed.rank_and_world()
+        self.data = _resolve_data(data, o.data_dir)
+        if len(self.data) == 0:
+            raise ParameterError(f"data set '{self.data.name}' has no training examples")
+        torch.manual_seed(o.seed)
+        net, self.name, self.cfg = _resolve_model(model, o.model_config)
+        self.net = net.to(self.dev)
+        self.runner: Any = distributed.DistributedModel(self.net, self.dev) if self.world > 1 else self.net
+        self.dfn = _resolve_defense(o.defense, o.defense_params)
+        self.opt = make_optimizer(o.optimizer, self.net.parameters(), o.lr, o.momentum, o.weight_decay)
+        self.n = len(self.data)
+        self.per_epoch = math.ceil(self.n / o.batch_size)
+        self.total = self.per_epoch * o.epochs
+        threat = _threat(o.threat, self.dfn, self.data)
+        args = {"epochs": o.epochs, "batch_size": o.batch_size, "optimizer": o.optimizer, "lr": o.lr,
+                "momentum": o.momentum, "weight_decay": o.weight_decay, "schedule": o.schedule, "seed": o.seed,
+                "examples": self.n, "checkpoint_every": o.checkpoint_every, "world_size": self.world, "amp": o.amp}
+        self.meta = {"format": FORMAT, **describe_model(self.net), "model": self.name, "model_config": self.cfg,
+                     "dataset": o.dataset_name or self.data.name, "defense": self.dfn.name or type(self.dfn).__name__,
+                     "defense_params": dict(self.dfn.params or {}),
+                     "threat_model": threat.to_dict() if threat is not None else None, "train_args": args}
+        self.path = Path(o.out) if o.out is not None else None
+        self.step = self.epoch = self.batch = 0
+        self.history: list[dict[str, float]] = []
+        self.sums: dict[str, float] = {}
+        self.dfn.setup(self.net, self.data, {
+            "device": self.dev, "seed": o.seed, "epochs": o.epochs, "steps_per_epoch": self.per_epoch,
+            "total_steps": self.total, "threat": threat, "batch_size": o.batch_size, "rank": self.rank,
+            "world_size": self.world})
+
+    def restore(self) -> None:
+        """Continue from ``out`` when asked to and it exists (same settings, else refused)."""
+        o = self.opts
+        if not (o.resume and self.path is not None and self.path.exists()):
+            return
+        expect = {"model": self.name, "model_config": self.cfg, "defense": self.meta["defense"],
+                  "defense_params": self.meta["defense_params"], "seed": o.seed, "batch_size": o.batch_size,
+                  "examples": self.n, "optimizer": o.optimizer, "lr": o.lr, "momentum": o.momentum,
+                  "weight_decay": o.weight_decay, "schedule": o.schedule}
+        meta = _restore(self.path, self.net, self.opt, self.dfn, expect)
+        try:
+            self.step, self.epoch, self.batch = int(meta["step"]), int(meta["epoch"]), int(meta["batch"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"cannot resume from '{self.path}': its training position (step, epoch, batch) "
+                                  f"is missing or damaged; pass another --out or drop --resume") from None
+        self.history = list(meta.get("history") or [])
+        self.sums = dict(meta.get("epoch_sums") or {})
+
+    def checkpoint(self) -> None:
+        """Write the resumable checkpoint (rank 0 only)."""
+        if self.path is None or self.rank != 0:
+            return
+        o = self.opts
+        _save(self.path, self.net, self.opt, self.dfn, {
+            **self.meta, "step": self.step, "epoch": self.epoch, "batch": self.batch,
+            "steps_per_epoch": self.per_epoch, "history": self.history, "epoch_sums": self.sums,
+            "scheduler": {"name": o.schedule, "base_lr": o.lr, "total_steps": self.total,
+                          "last_lr": lr_at(o.schedule, o.lr, max(self.step - 1, 0), self.total)}})
+
+    def run_epoch(self) -> bool:
+        """Train the rest of the current epoch; False when ``max_steps`` stopped it."""
+        o = self.opts
+        order = epoch_order(self.n, o.seed, self.epoch)
+        while self.batch < self.per_epoch:
+            if o.max_steps is not None and self.step >= o.max_steps:
+                return False
+            idx = order[self.batch * o.batch_size:(self.batch + 1) * o.batch_size]
+            mine = distributed.shard(idx, self.rank, self.world)
+            x, y = self.data.x[mine].to(self.dev), self.data.y[mine].to(self.dev)
+            for group in self.opt.param_groups:
+                group["lr"] = lr_at(o.schedule, o.lr, self.step, self.total)
+            loss, stats = train_step(self.runner, self.dfn, self.opt, x, y, self.step,
+                                     scale=self.world * len(mine) / len(idx), amp=o.amp)
+            self.step += 1
+            self.batch += 1
+            add_to_epoch(self.sums, len(idx), {"loss": loss, **stats})
+            if self.rank == 0:
+                emit(o.progress, f"epoch {self.epoch + 1}", self.batch, self.per_epoch, loss=loss, **stats)
+            if o.checkpoint_every is not None and self.step % o.checkpoint_every == 0:
+                self.checkpoint()
+        close_epoch(self.history, self.sums, self.epoch, self.step)
+        self.epoch += 1
+        self.batch = 0
+        return True
+
+    def result(self) -> TrainResult:
+        """The :class:`TrainResult` (after the final checkpoint)."""
+        if self.sums.get("examples"):
+            final = self.sums["loss"] / self.sums["examples"]
+        else:
+            final = self.history[-1]["loss"] if self.history else float("nan")
+        self.net.eval()
+        return TrainResult(steps=self.step, epochs=self.epoch, final_loss=final, history=self.history,
+                           path=str(self.path) if self.path is not None else None, model=self.net)
+
+
+def train(model: nn.Module | str, data: LabeledData | str, **options: Any) -> TrainResult:
     """Train ``model`` on ``data`` with a defense; optionally write a resumable checkpoint.
 
     Args:
@@ -322,31 +484,9 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
             its checkpoint can be reloaded by :func:`advframe.load_model`).
         data: a :class:`LabeledData` or a data-set name (its ``train`` split is read,
             from ``data_dir`` where the data set needs one).
-        model_config: constructor keywords of a named model.
-        defense: a registered defense name (``standard``, ...) or a :class:`Defense`.
-        defense_params: keyword hyper-parameters of a named defense.
-        epochs: passes over the data.
-        batch_size: minibatch size (the last batch of an epoch may be smaller).
-        optimizer: ``sgd`` (with ``momentum``), ``adam`` or ``rmsprop``.
-        lr: base learning rate.
-        momentum: momentum of sgd and rmsprop.
-        weight_decay: L2 weight decay.
-        schedule: ``none``, ``cosine`` or ``step`` (see :func:`lr_at`).
-        seed: fixes the initial weights, the order of every epoch and the defense's randomness.
-        out: checkpoint path (``.safetensors``), written atomically at the end, every
-            ``checkpoint_every`` steps, and when ``max_steps`` stops the run.
-        checkpoint_every: steps between checkpoints.
-        resume: continue from ``out`` when it exists.
-        device: ``auto`` (cuda when available), ``cpu``, ``cuda``, ``cuda:1`` ...
-        progress: callback receiving events ``"epoch k"`` (batches done of the epoch) with
-            ``loss`` and the defense's statistics (``clean_acc``, ``adv_acc``...).
-        dataset_name: data-set name stored in the checkpoint (default: ``data.name``).
-        threat: the threat model (a :class:`~advframe.ThreatModel` or its dict) stored in
-            the checkpoint and handed to the defense in its ``setup`` context.
-        max_steps: stop after this many optimiser steps in total (a checkpoint is written),
-            e.g. to split a long run into pieces that ``resume`` joins.
-        data_dir: folder of a data set named by ``data``.
-        amp: mixed precision, bf16 autocast of the forward passes (CUDA only).
+        **options: the settings of :class:`TrainOptions` (``defense``, ``epochs``,
+            ``batch_size``, ``optimizer``, ``lr``, ``seed``, ``out``, ``resume``, ...);
+            an unknown one is an error.
 
     Inside a process group (see :mod:`advframe.distributed`) training is data-parallel:
     ``batch_size`` is the GLOBAL minibatch, split across ranks; the result equals the
@@ -358,103 +498,12 @@ def train(model: nn.Module | str, data: LabeledData | str, *, model_config: dict
     Raises:
         ParameterError: for a bad argument.
         CheckpointError: for a checkpoint that cannot be resumed (other model, defense,
-            seed, batch size or data).
+            seed, batch size, optimiser settings or data).
     """
-    check_train_args(epochs, batch_size, optimizer, lr, schedule, checkpoint_every, max_steps, momentum,
-                     weight_decay)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ParameterError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
-    if amp and dev.type != "cuda":
-        raise ParameterError("amp (bf16 autocast) needs a CUDA device: drop --amp or use --device cuda")
-    rank, world = distributed.rank_and_world()
-    data = _resolve_data(data, data_dir)
-    if len(data) == 0:
-        raise ParameterError(f"data set '{data.name}' has no training examples")
-    torch.manual_seed(seed)
-    net, name, cfg = _resolve_model(model, model_config)
-    net = net.to(dev)
-    runner: Any = distributed.DistributedModel(net, dev) if world > 1 else net
-    dfn = _resolve_defense(defense, defense_params)
-    opt = make_optimizer(optimizer, net.parameters(), lr, momentum, weight_decay)
-
-    n = len(data)
-    per_epoch = math.ceil(n / batch_size)
-    total = per_epoch * epochs
-    threat_model = _threat(threat, dfn, data)
-    threat_d = threat_model.to_dict() if threat_model is not None else None
-    args = {"epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "momentum": momentum,
-            "weight_decay": weight_decay, "schedule": schedule, "seed": seed, "examples": n,
-            "checkpoint_every": checkpoint_every, "world_size": world, "amp": amp}
-    defense_name = dfn.name or type(dfn).__name__
-    base_meta = {"format": FORMAT, **describe_model(net), "model": name, "model_config": cfg,
-                 "dataset": dataset_name or data.name,
-                 "defense": defense_name, "defense_params": dict(getattr(dfn, "params", {}) or {}),
-                 "threat_model": threat_d, "train_args": args}
-    path = Path(out) if out is not None else None
-
-    step, epoch, batch = 0, 0, 0
-    history: list[dict[str, float]] = []
-    sums: dict[str, float] = {}
-    dfn.setup(net, data, {"device": dev, "seed": seed, "epochs": epochs, "steps_per_epoch": per_epoch,
-                          "total_steps": total, "threat": threat_model, "batch_size": batch_size, "rank": rank,
-                          "world_size": world})
-    if resume and path is not None and path.exists():
-        expect = {"model": name, "model_config": cfg, "defense": defense_name,
-                  "defense_params": base_meta["defense_params"], "seed": seed, "batch_size": batch_size,
-                  "examples": n, "optimizer": optimizer, "lr": lr, "momentum": momentum,
-                  "weight_decay": weight_decay, "schedule": schedule}
-        meta = _restore(path, net, opt, dfn, expect)
-        try:
-            step, epoch, batch = int(meta["step"]), int(meta["epoch"]), int(meta["batch"])
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"cannot resume from '{path}': its training position (step, epoch, batch) "
-                                  f"is missing or damaged; pass another --out or drop --resume") from None
-        history = list(meta.get("history") or [])
-        sums = dict(meta.get("epoch_sums") or {})
-
-    def checkpoint() -> None:
-        if path is not None and rank == 0:
-            _save(path, net, opt, dfn, {**base_meta, "step": step, "epoch": epoch, "batch": batch,
-                                        "steps_per_epoch": per_epoch, "history": history, "epoch_sums": sums,
-                                        "scheduler": {"name": schedule, "base_lr": lr, "total_steps": total,
-                                                      "last_lr": lr_at(schedule, lr, max(step - 1, 0), total)}})
-
-    stopped = False
-    while epoch < epochs and not stopped:
-        order = epoch_order(n, seed, epoch)
-        while batch < per_epoch:
-            if max_steps is not None and step >= max_steps:
-                stopped = True
-                break
-            idx = order[batch * batch_size:(batch + 1) * batch_size]
-            mine = distributed.shard(idx, rank, world)
-            x, y = data.x[mine].to(dev), data.y[mine].to(dev)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(schedule, lr, step, total)
-            loss, stats = train_step(runner, dfn, opt, x, y, step, scale=world * len(mine) / len(idx), amp=amp)
-            step += 1
-            batch += 1
-            add_to_epoch(sums, len(idx), {"loss": loss, **stats})
-            if rank == 0:
-                emit(progress, f"epoch {epoch + 1}", batch, per_epoch, loss=loss, **stats)
-            if checkpoint_every is not None and step % checkpoint_every == 0:
-                checkpoint()
-        if stopped:
-            break
-        close_epoch(history, sums, epoch, step)
-        epoch += 1
-        batch = 0
-    checkpoint()
+    run = _Training(model, data, TrainOptions.of(options))
+    run.restore()
+    while run.epoch < run.opts.epochs and run.run_epoch():
+        pass
+    run.checkpoint()
     distributed.barrier()  # the final checkpoint exists for every rank when train() returns
-    if sums.get("examples"):
-        final = sums["loss"] / sums["examples"]
-    else:
-        final = history[-1]["loss"] if history else float("nan")
-    net.eval()
-    return TrainResult(steps=step, epochs=epoch, final_loss=final, history=history,
-                       path=str(path) if path is not None else None, model=net)
-
+    return run.result()

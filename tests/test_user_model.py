@@ -55,7 +55,7 @@ def small(split: str, n: int) -> LabeledData:
 def test_trained_in_python_evaluated_by_the_console_script(usernet, tmp_path):
     from usernet_mod import Net
 
-    result = advframe.train(Net(hidden=16), small("train", 512), epochs=1, batch_size=64, lr=0.05, seed=1)
+    result = advframe.train(Net(hidden=16), small("train", 512), epochs=4, batch_size=64, lr=0.05, seed=1)
     path = advframe.save_model(result.model, tmp_path / "mynet.safetensors", config={"hidden": 16},
                                dataset="mnist5k")
     tensors, meta = load_checkpoint(path)

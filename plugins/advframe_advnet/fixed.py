@@ -25,7 +25,7 @@ from advframe.dataset import LabeledData
 from advframe.errors import CheckpointError, ParameterError
 from advframe.model import as_model
 from advframe.progress import ProgressCallback, emit
-from advframe.training import (add_to_epoch, check_train_args, close_epoch, epoch_order, flatten_optimizer,
+from advframe.training import (TrainOptions, add_to_epoch, close_epoch, epoch_order, flatten_optimizer,
                                make_optimizer, unflatten_optimizer)
 from advframe_advnet.attack import GENERATOR_FORMAT
 from advframe_advnet.generators import Generator, generator_for
@@ -87,7 +87,8 @@ def train_generator(classifier: Any, data: LabeledData, *, generator: str = "g1"
         ParameterError: for a bad argument.
         CheckpointError: for a checkpoint that cannot be resumed.
     """
-    check_train_args(epochs, batch_size, optimizer, lr, "none", checkpoint_every, max_steps)
+    TrainOptions(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                 checkpoint_every=checkpoint_every, max_steps=max_steps).validate()  # the training loop's checks
     if not (eps >= 0 and math.isfinite(eps)):
         raise ParameterError(f"eps must be a finite number >= 0, got {eps}")
     dev = torch.device(device)
