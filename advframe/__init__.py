@@ -3,9 +3,9 @@
 The core API::
 
     import advframe
-    model = advframe.load_model("mnist_cnn_standard")
-    data = advframe.load_dataset("mnist5k", split="test")
-    result = advframe.evaluate(model, data, attacks=["iter_ll"], eps=[0.1, 0.3])
+    model = advframe.load_model(MODEL_NAME_OR_CHECKPOINT)   # see 'advframe list models'
+    data = advframe.load_dataset(DATASET_NAME, split="test")
+    result = advframe.evaluate(model, data, eps=[0.1, 0.3])  # the attacks plugins declare as default
 
 Importing advframe imports neither typer nor rich (only the CLI does).
 """

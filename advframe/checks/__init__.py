@@ -3,7 +3,7 @@
 ``advframe eval`` runs them after the attacks (``--no-checks`` turns them off) and the
 results document lists them under ``"checks"``. From Python::
 
-    result = advframe.evaluate(model, data, attacks=["fgsm", "iter_basic"], eps=[0.1, 0.3])
+    result = advframe.evaluate(model, data, attacks=ATTACK_NAMES, eps=[0.1, 0.3])
     checks = run_checks(model, data, result)          # also fills result.checks
     warnings = [c for c in checks if c.status == "warn"]
 
