@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from advframe_gradient.losses import require_classes
 
 from advframe.params import check_int
-from advframe_gradient.losses import require_classes
 
 #: AutoAttack's standard number of target classes for apgd_t and fab_t.
 AUTOATTACK_TARGETS = 9

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-
-from advframe.threat import ThreatModel
 from advframe_gradient._ops import per_example, rand_like, randn_like, steepest
+
+from advframe.model import Model
+from advframe.threat import ThreatModel
 
 #: Fraction of increasing steps below which the step size is halved (paper: rho = 0.75).
 RHO = 0.75
@@ -83,7 +84,7 @@ class _State:
             self.__dict__[key] = value[mask]
 
 
-def run_apgd(attack: Any, model: Any, x: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
+def run_apgd(attack: Any, model: Model, x: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
              objective: LabelledFn, fooled: LabelledFn, steps: int, gen: torch.Generator | None) -> RunResult:
     """One APGD run on ``x`` (Algorithm 1 of the paper).
 

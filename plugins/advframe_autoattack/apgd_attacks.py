@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+from advframe_gradient._ops import check_int, generator
+from advframe_gradient.losses import dlr_loss, require_classes, targeted_dlr_loss
 
 from advframe.attack import Attack
+from advframe.model import Model
 from advframe.threat import ThreatModel
 from advframe_autoattack._common import check_targets_param, target_count, top_other_classes
 from advframe_autoattack.apgd import run_apgd
-from advframe_gradient._ops import check_int, generator
-from advframe_gradient.losses import dlr_loss, require_classes, targeted_dlr_loss
 
 
 class _APGD(Attack):
@@ -27,7 +28,7 @@ class _APGD(Attack):
         check_int(owner, "restarts", self.restarts, 1)
         check_int(owner, "seed", self.seed, 0)
 
-    def _runs(self, model: Any, x: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, objective: Any,
+    def _runs(self, model: Model, x: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, objective: Any,
               fooled: Any, robust: torch.Tensor, result: torch.Tensor, best: torch.Tensor,
               gen: torch.Generator | None) -> None:
         """``restarts`` APGD runs on the still-robust examples; updates the tensors in place.
@@ -45,7 +46,7 @@ class _APGD(Attack):
             best[idx[take]] = run.objective[take]
             robust[idx[run.fooled]] = False
 
-    def _start(self, model: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _start(self, model: Model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The clean forward query; a result initialised to ``x``; best objectives at -inf."""
         out = self.forward(model, x)
         return out, x.clone(), x.new_full((x.shape[0],), float("-inf"))
@@ -79,7 +80,7 @@ class APGDCE(_APGD):
     summary = "Auto-PGD on the model's own loss, linf or l2 (Croce & Hein 2020)"
     targetable = True
 
-    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+    def perturb(self, model: Model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 target: torch.Tensor | None) -> torch.Tensor:
         if threat.eps == 0:
             return threat.clip_bounds(x)
@@ -113,7 +114,7 @@ class APGDDLR(_APGD):
     summary = "Auto-PGD on the scale-invariant DLR margin loss, linf or l2 (Croce & Hein 2020)"
     targetable = False
 
-    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+    def perturb(self, model: Model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 target: torch.Tensor | None) -> torch.Tensor:
         if threat.eps == 0:
             return threat.clip_bounds(x)
@@ -159,7 +160,7 @@ class APGDT(_APGD):
         super().validate()
         check_targets_param(f"attack '{self.name}'", self.n_target_classes)
 
-    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+    def perturb(self, model: Model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 target: torch.Tensor | None) -> torch.Tensor:
         if threat.eps == 0:
             return threat.clip_bounds(x)

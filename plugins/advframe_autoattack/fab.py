@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+from advframe_gradient._ops import check_int, flat_norm, generator, per_example, rand_like, randn_like
 
 from advframe.attack import Attack
+from advframe.model import Model
 from advframe.params import check_range
 from advframe.threat import ThreatModel
 from advframe_autoattack._common import check_targets_param, target_count, top_other_classes
 from advframe_autoattack._hyperplane import project_hyperplane
-from advframe_gradient._ops import check_int, flat_norm, generator, per_example, rand_like, randn_like
 
 
 class FABT(Attack):
@@ -75,7 +76,7 @@ class FABT(Attack):
         check_targets_param(owner, self.n_target_classes)
         check_range(owner, alpha_max=(self.alpha_max, 0.0, 1.0), eta=(self.eta, 1.0, 10.0), beta=(self.beta, 0.0, 1.0))
 
-    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+    def perturb(self, model: Model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 target: torch.Tensor | None) -> torch.Tensor:
         if threat.eps == 0:
             return threat.clip_bounds(x)
@@ -98,7 +99,7 @@ class FABT(Attack):
                 robust[idx[broken]] = False
         return result
 
-    def _run(self, model: Any, x0: torch.Tensor, y: torch.Tensor, t: torch.Tensor, threat: ThreatModel,
+    def _run(self, model: Model, x0: torch.Tensor, y: torch.Tensor, t: torch.Tensor, threat: ThreatModel,
              gen: torch.Generator | None, random_start: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """One FAB run; the closest adversarial point found per example and its distance (inf if none)."""
         norm, (lo, hi) = threat.norm, threat.bounds
@@ -139,7 +140,7 @@ class FABT(Attack):
         t = t / per_example(flat_norm(t, threat.norm).clamp_min(1e-12), t)
         return threat.clip_bounds(x0 + 0.5 * threat.eps * t)
 
-    def _final_search(self, model: Any, x0: torch.Tensor, y: torch.Tensor, best: torch.Tensor,
+    def _final_search(self, model: Model, x0: torch.Tensor, y: torch.Tensor, best: torch.Tensor,
                       dist: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Bisection on ``[x_0, best]`` for the examples with an adversarial point."""
         found = torch.isfinite(dist)

@@ -6,15 +6,15 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+from advframe_gradient._ops import check_int, generator, per_example
+from advframe_gradient.losses import margin_loss, require_classes
 
 from advframe.attack import Attack
 from advframe.errors import ParameterError
+from advframe.model import Model
 from advframe.params import check_range
 from advframe.threat import ThreatModel
-from advframe_autoattack._square_ops import (etas, p_schedule, positions, side, signs, stripes_l2,
-                                             window_index)
-from advframe_gradient._ops import check_int, generator, per_example
-from advframe_gradient.losses import margin_loss, require_classes
+from advframe_autoattack._square_ops import etas, p_schedule, positions, side, signs, stripes_l2, window_index
 
 
 def _images(x: torch.Tensor, owner: str) -> torch.Tensor:
@@ -78,14 +78,14 @@ class Square(Attack):
         check_int(owner, "seed", self.seed, 0)
         check_range(owner, p_init=(self.p_init, 1e-6, 1.0))
 
-    def _query(self, model: Any, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
+    def _query(self, model: Model, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """One counted forward pass: the margins and fooled flags of ``x``."""
         out = self.forward(model, x)
         self.example_queries[rows] += 1
         return margin_loss(model.scores(out), y), model.predict(out) != y
 
-    def perturb(self, model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+    def perturb(self, model: Model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 target: torch.Tensor | None) -> torch.Tensor:
         owner = f"attack '{self.name}'"
         images = _images(x, owner)
@@ -109,7 +109,7 @@ class Square(Attack):
         delta = stripes_l2((n, c, h, w), gen, x)
         return threat.project(x + threat.eps * _unit(delta), x)
 
-    def _search(self, model: Any, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, threat: ThreatModel,
+    def _search(self, model: Model, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, threat: ThreatModel,
                 gen: torch.Generator | None) -> torch.Tensor:
         """The random search on the clean-robust examples ``x`` (rows ``rows`` of the batch)."""
         best = self._start(x, threat, gen)
