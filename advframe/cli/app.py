@@ -165,6 +165,9 @@ def eval_command(
         atomic_write_text(output, json.dumps(doc, indent=2))
         render.console.print(f"results written to {output}")
     keeper.discard()
+    failed = sorted({r["attack"] for r in doc["runs"] if r.get("failed")})
+    if failed:  # the document is written, with these runs marked failed; the run as a whole did not succeed
+        raise typer.Exit(1)
 
 
 def list_command(kind: Annotated[Optional[str], typer.Argument(metavar="[KIND]", help="attacks, defenses, models, datasets or suites.")] = None) -> None:
