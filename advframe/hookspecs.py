@@ -113,6 +113,40 @@ def register_suites(register: Registrar) -> None:
 
 
 @hookspec
+def register_checks(register: Registrar) -> None:
+    """Register checkers: honesty checks run after an evaluation (``advframe eval``, :func:`advframe.checks.run_checks`).
+
+    Called once per process, when the plugins are first loaded.
+
+    Args:
+        register: call ``register(checker)``; a checker has a ``name``, a tuple ``checks``
+            of the check names it offers (unique across plugins) and
+            ``run(model, data, result, only=names, **options) -> list[advframe.checks.Check]``.
+
+    Returns:
+        Nothing.
+    """
+
+
+@hookspec
+def register_reports(register: Registrar) -> None:
+    """Register report layouts: how ``advframe report`` reads another command's results documents.
+
+    Called once per process, when the plugins are first loaded.
+
+    Args:
+        register: call ``register(layout)``; a layout has a ``name``, the ``schema`` string
+            of the documents it reads, and ``problem(doc) -> str | None`` (what is wrong with
+            a document), ``tables(evals, docs, eps) -> list[(title, header, rows)]`` and
+            ``markdown(evals, docs, eps) -> str`` (``evals`` are the eval documents given
+            beside them; ``eps`` the one the user chose, or None).
+
+    Returns:
+        Nothing.
+    """
+
+
+@hookspec
 def register_commands(app: Any) -> None:
     """Add commands to the CLI.
 
@@ -132,6 +166,8 @@ COMPONENT_HOOKS: dict[str, str] = {
     "models": "register_models",
     "datasets": "register_datasets",
     "suites": "register_suites",
+    "checks": "register_checks",
+    "reports": "register_reports",
 }
 
 #: Every hook name, for reporting unknown ones.

@@ -1,6 +1,6 @@
-"""Settings of an evaluation or a transfer run, and the attacks a run resolves.
+"""Settings of a run over attacks (evaluation; plugins extend them), and the attacks a run resolves.
 
-:func:`advframe.evaluate` and :func:`advframe.transfer` take their settings as
+:func:`advframe.evaluate` (and the transfer plugin's ``transfer``) take their settings as
 keywords; these dataclasses name, type and validate them in one place, so that an
 unknown or bad setting gets one clear error.
 """
@@ -113,19 +113,6 @@ class EvalOptions(RunOptions):
             raise ParameterError("worst-case robust accuracy is untargeted: drop --targeted or --worst-case")
         if self.target not in TARGET_MODES:
             raise ParameterError(f"target mode '{self.target}' is unknown: use one of {', '.join(TARGET_MODES)}")
-
-
-@dataclass(frozen=True)
-class TransferOptions(RunOptions):
-    """Settings of :func:`advframe.transfer`, beyond :class:`RunOptions`.
-
-    Attributes:
-        source_names: names to report for the sources (default: registry or ``source<i>``).
-        target_names: names to report for the targets.
-    """
-
-    source_names: Sequence[str] | None = None
-    target_names: Sequence[str] | None = None
 
 
 def default_attacks() -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from advframe.errors import AdvframeError, UnknownNameError
 
-KINDS: tuple[str, ...] = ("attacks", "defenses", "models", "datasets", "suites")
+KINDS: tuple[str, ...] = ("attacks", "defenses", "models", "datasets", "suites", "checks", "reports")
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 NORMS = ("linf", "l2")
 #: Traits of attacks the checks read, with the types they must have.
@@ -112,9 +112,28 @@ def check_suite(component: Any) -> None:
         raise RegistrationError("its 'attacks' must be a non-empty tuple of (attack name, params dict) pairs")
 
 
+def check_checker(component: Any) -> None:
+    """A checker: the names of the checks it offers, and run()."""
+    names = getattr(component, "checks", None)
+    if not isinstance(names, tuple) or not names or not all(isinstance(n, str) and NAME.match(n) for n in names):
+        raise RegistrationError("its 'checks' must be a non-empty tuple of snake_case check names")
+    if not callable(getattr(component, "run", None)):
+        raise RegistrationError("it has no run(model, data, result, **options) method")
+
+
+def check_report(component: Any) -> None:
+    """A report layout: the document schema it reads, problem(), tables() and markdown()."""
+    if not isinstance(getattr(component, "schema", None), str):
+        raise RegistrationError("its 'schema' must be the string of the document schema it reads")
+    for method in ("problem", "tables", "markdown"):
+        if not callable(getattr(component, method, None)):
+            raise RegistrationError(f"it has no {method}() method")
+
+
 CHECKS: dict[str, Callable[[Any], None]] = {"attacks": check_attack, "defenses": check_defense,
                                             "models": check_factory, "datasets": check_factory,
-                                            "suites": check_suite}
+                                            "suites": check_suite, "checks": check_checker,
+                                            "reports": check_report}
 
 
 @dataclass
@@ -149,6 +168,11 @@ class Registrar:
                     raise RegistrationError(f"the name '{a}' is already taken by plugin '{prev.plugin}' "
                                             f"({prev.distribution})")
             CHECKS[self.kind](component)
+            if self.kind == "checks":
+                offered = {c: e.plugin for e in self.registry.entries["checks"].values() for c in e.factory.checks}
+                taken = [c for c in component.checks if c in offered]
+                if taken:
+                    raise RegistrationError(f"the check '{taken[0]}' is already offered by plugin '{offered[taken[0]]}'")
         except RegistrationError as exc:
             self.on_error(f"{self.kind[:-1]} {key!r} refused: {exc}")
             return None

@@ -1,18 +1,15 @@
-"""Reports from results documents: curves, accuracy ratios, transfer matrices, white/black-box tables.
+"""Reports from results documents: accuracy tables and curves, plus the layouts plugins register.
 
-Reads ``advframe.eval/1`` documents (``advframe eval --output``) and ``advframe.transfer/1``
-documents (``advframe transfer --output``) and returns data, Markdown text or a PNG file;
-nothing here prints. The layouts follow the papers:
+Reads ``advframe.eval/1`` documents (``advframe eval --output``) and returns data,
+Markdown text or a PNG file; nothing here prints. Its own layout is accuracy and accuracy
+ratio (adversarial / clean accuracy) against eps, the y-axis of Kurakin, Goodfellow &
+Bengio, *Adversarial Machine Learning at Scale* (ICLR 2017), Fig. 1 and §4.3.
 
-* accuracy and accuracy ratio (adversarial / clean accuracy) against eps, the y-axis of
-  Kurakin, Goodfellow & Bengio, *Adversarial Machine Learning at Scale* (ICLR 2017),
-  Fig. 1 and §4.3;
-* transfer-rate and error-rate matrices, rows sources and columns targets, top-1 and top-5,
-  as in Kurakin et al. 2017, Tables 4 and 6;
-* the white-box / black-box table of *A Direct Approach to Robust Deep Learning Using
-  Adversarial Networks* (ICLR 2019 submission), Table 1: one row per model, columns clean
-  ("No Noise"), white-box attacks, then each attack transferred from each source model
-  ("FGS(A')").
+Other document schemas are read by the *report layouts* plugins register
+(``register_reports``): a layout declares the ``schema`` it reads and returns a
+problem string for a malformed document (``problem``), tables (``tables``) and
+Markdown (``markdown``), given the eval documents too (the transfer plugin's white-box /
+black-box table combines both).
 
 matplotlib is optional (``pip install matplotlib``; the ``plot`` extra), imported only by
 :func:`plot_curves`.
@@ -31,7 +28,6 @@ from advframe.checkpoint import atomic_write_bytes
 from advframe.errors import AdvframeError, DataError
 
 EVAL_SCHEMA = "advframe.eval/1"
-TRANSFER_SCHEMA = "advframe.transfer/1"
 
 
 class MissingDependencyError(AdvframeError, ImportError):
@@ -49,18 +45,30 @@ class Curve:
     ratio: list[float | None]
 
 
+#: A table of a report: ``(title, header, rows)``, every cell a string.
+Table = tuple[str, list[str], list[list[str]]]
+
+
+def layouts() -> dict[str, Any]:
+    """The report layouts plugins registered, by the document schema each reads."""
+    from advframe import plugins
+
+    return {e.factory.schema: e.factory for e in plugins.registry().entries["reports"].values()}
+
+
 def load_documents(paths: list[str | os.PathLike[str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Read results documents; return ``(eval documents, transfer documents)``.
+    """Read results documents; return ``(eval documents, documents a registered layout reads)``.
 
     Raises:
-        DataError: a file that is missing, not JSON, or of another schema.
+        DataError: a file that is missing, not JSON, of a schema no layout reads, or malformed.
     """
-    evals, transfers = [], []
+    evals, others = [], []
+    known = layouts()
     for p in paths:
         path = Path(p)
         if not path.is_file():
             raise DataError(f"results file '{path}' does not exist: pass a file written by "
-                            f"'advframe eval --output' or 'advframe transfer --output'")
+                            f"'advframe eval --output' (or another command whose documents a plugin reports)")
         try:
             doc = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -69,15 +77,23 @@ def load_documents(paths: list[str | os.PathLike[str]]) -> tuple[list[dict[str, 
         if schema == EVAL_SCHEMA:
             problem = eval_document_problem(doc)
             evals.append(doc)
-        elif schema == TRANSFER_SCHEMA:
-            problem = transfer_document_problem(doc)
-            transfers.append(doc)
+        elif schema in known:
+            problem = known[schema].problem(doc)
+            others.append(doc)
         else:
-            raise DataError(f"'{path}' has schema {schema!r}: expected {EVAL_SCHEMA} or {TRANSFER_SCHEMA}")
+            raise DataError(f"'{path}' has schema {schema!r}: expected one of {', '.join([EVAL_SCHEMA, *known])}")
         if problem is not None:
-            raise DataError(f"'{path}' is not a valid {schema} document: {problem}; pass the file as "
-                            f"'advframe {'eval' if schema == EVAL_SCHEMA else 'transfer'} --output' wrote it")
-    return evals, transfers
+            raise DataError(f"'{path}' is not a valid {schema} document: {problem}; pass the file as the "
+                            f"command that writes {schema} documents wrote it")
+    return evals, others
+
+
+def layout_tables(evals: list[dict[str, Any]], others: list[dict[str, Any]], eps: float | None = None) -> list[Table]:
+    """The tables of every registered layout that has documents (or eval documents it reads)."""
+    out: list[Table] = []
+    for schema, layout in layouts().items():
+        out += layout.tables(evals, [d for d in others if d.get("schema") == schema], eps)
+    return out
 
 
 # ---------------------------------------------------------------- document checks
@@ -85,7 +101,7 @@ def load_documents(paths: list[str | os.PathLike[str]]) -> tuple[list[dict[str, 
 _NUM = (int, float)
 
 
-def _kind_problem(where: str, value: Any, kind: str) -> str | None:
+def kind_problem(where: str, value: Any, kind: str) -> str | None:
     """None if ``value`` is of ``kind`` (str, int, num, fraction, bool, list, dict; '?' suffix: or null)."""
     if kind.endswith("?"):
         if value is None:
@@ -105,14 +121,14 @@ def _kind_problem(where: str, value: Any, kind: str) -> str | None:
     return f"{where} is {json.dumps(value)[:40]}, expected {want}"
 
 
-def _fields_problem(where: str, obj: Any, fields: dict[str, str]) -> str | None:
+def fields_problem(where: str, obj: Any, fields: dict[str, str]) -> str | None:
     if not isinstance(obj, dict):
         return f"{where or 'the document'} is not an object"
     for key, kind in fields.items():
         name = f"{where}.{key}" if where else key
         if key not in obj:
             return f"'{name}' is missing"
-        problem = _kind_problem(f"'{name}'", obj[key], kind)
+        problem = kind_problem(f"'{name}'", obj[key], kind)
         if problem:
             return problem
     return None
@@ -124,55 +140,16 @@ EVAL_RUN_FIELDS = {"attack": "str", "eps": "num", "norm": "str", "targeted": "bo
                    "top5": "fraction?", "success_rate": "fraction?", "accuracy_ratio": "num?",
                    "label_leaks": "int?", "max_perturbation": "num", "violations": "int",
                    "gradient_evaluations": "num?", "seconds": "num"}
-TRANSFER_FIELDS = {"dataset": "str", "split": "str", "examples": "int", "norm": "str", "sources": "list",
-                   "targets": "list", "clean": "dict", "runs": "list", "matrices": "list", "definitions": "dict"}
 
 
 def eval_document_problem(doc: dict[str, Any]) -> str | None:
     """What is wrong with an ``advframe.eval/1`` document (the keys a report reads), or None."""
-    problem = _fields_problem("", doc, EVAL_FIELDS) or _fields_problem("clean", doc["clean"],
+    problem = fields_problem("", doc, EVAL_FIELDS) or fields_problem("clean", doc["clean"],
                                                                         {"top1": "fraction", "top5": "fraction"})
     if problem:
         return problem
     for i, run in enumerate(doc["runs"]):
-        problem = _fields_problem(f"runs[{i}]", run, EVAL_RUN_FIELDS)
-        if problem:
-            return problem
-    return None
-
-
-def transfer_document_problem(doc: dict[str, Any]) -> str | None:
-    """What is wrong with an ``advframe.transfer/1`` document (the keys a report reads), or None."""
-    problem = _fields_problem("", doc, TRANSFER_FIELDS) or _fields_problem(
-        "definitions", doc["definitions"], {"transfer_rate": "str", "error_rate": "str"})
-    if problem:
-        return problem
-    for name, c in doc["clean"].items():
-        problem = _fields_problem(f"clean.{name}", c, {"top1": "fraction?"})
-        if problem:
-            return problem
-    rows, cols = len(doc["sources"]), len(doc["targets"])
-    for i, m in enumerate(doc["matrices"]):
-        where = f"matrices[{i}]"
-        problem = _fields_problem(where, m, {"attack": "str", "eps": "num", "transfer_rate": "dict",
-                                             "error_rate": "dict"})
-        if problem:
-            return problem
-        for metric in ("transfer_rate", "error_rate"):
-            for k in ("top1", "top5"):
-                matrix = m[metric].get(k)
-                if not (isinstance(matrix, list) and len(matrix) == rows
-                        and all(isinstance(r, list) and len(r) == cols for r in matrix)):
-                    return f"'{where}.{metric}.{k}' is not a {rows}x{cols} matrix (sources x targets)"
-                for r in matrix:
-                    for v in r:
-                        problem = _kind_problem(f"a cell of '{where}.{metric}.{k}'", v, "fraction?")
-                        if problem:
-                            return problem
-    for i, r in enumerate(doc["runs"]):
-        problem = _fields_problem(f"runs[{i}]", r, {"source": "str", "target": "str", "attack": "str",
-                                                    "eps": "num", "accuracy": "dict"}) \
-            or _fields_problem(f"runs[{i}].accuracy", r.get("accuracy"), {"top1": "fraction?"})
+        problem = fields_problem(f"runs[{i}]", run, EVAL_RUN_FIELDS)
         if problem:
             return problem
     return None
@@ -197,120 +174,34 @@ def curves(evals: list[dict[str, Any]]) -> list[Curve]:
     return out
 
 
-def _pct(v: float | None) -> str:
+def pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.1f}%"
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
+def md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def transfer_matrices(doc: dict[str, Any], metric: str = "transfer_rate", k: str = "top1"
-                      ) -> list[tuple[str, float, list[list[float | None]]]]:
-    """``(attack, eps, rows sources x columns targets)`` for each matrix of a transfer document."""
-    return [(m["attack"], m["eps"], m[metric][k]) for m in doc["matrices"]]
-
-
-def transfer_markdown(doc: dict[str, Any]) -> str:
-    """Kurakin Tables 4 (transfer rate) and 6 (error rate) for a transfer document, as Markdown."""
-    parts = [f"## Transfer: {doc['dataset']}/{doc['split']}, {doc['examples']} examples, {doc['norm']}",
-             "",
-             "Rows: source model (the attack sees it); columns: target model. Transfer rate: "
-             + doc["definitions"]["transfer_rate"] + ". Error rate: " + doc["definitions"]["error_rate"] + ".",
-             ""]
-    for metric, title in (("transfer_rate", "Transfer rate"), ("error_rate", "Error rate")):
-        for k in ("top1", "top5"):
-            for attack, eps, matrix in transfer_matrices(doc, metric, k):
-                parts.append(f"### {title}, {k.replace('top', 'top-')}: {attack}, eps={eps:g}")
-                parts.append("")
-                rows = [[src] + [_pct(v) for v in row] for src, row in zip(doc["sources"], matrix)]
-                parts.append(_md_table(["source \\ target"] + list(doc["targets"]), rows))
-                parts.append("")
-    return "\n".join(parts)
-
-
-def _pick_eps(evals: list[dict[str, Any]], transfers: list[dict[str, Any]], eps: float | None) -> float | None:
-    if eps is not None:
-        return eps
-    grid = sorted({e for d in transfers for e in d.get("eps", [m["eps"] for m in d["matrices"]])})
-    if not grid:
-        grid = sorted({r["eps"] for d in evals for r in d["runs"]})
-    return grid[-1] if grid else None
-
-
-def white_black_table(evals: list[dict[str, Any]], transfers: list[dict[str, Any]], eps: float | None = None
-                      ) -> tuple[list[str], list[list[str]], float | None]:
-    """The white-box / black-box layout of paper 004, Table 1, at one eps.
-
-    Rows are models; columns ``clean``, then each white-box attack, headed by its name as
-    paper 004 heads "FGS" (top-1 accuracy from an
-    eval document, else from the diagonal of a transfer document), then ``attack(source)``:
-    the model's top-1 accuracy on the attack's examples made on another model, as paper 004
-    heads "FGS(A')" (a transfer document). ``eps`` defaults to the largest eps of the transfer documents (else of the
-    eval documents).
-
-    Returns:
-        ``(header, rows, eps)``; cells are percentages or ``—`` where not measured.
-    """
-    eps = _pick_eps(evals, transfers, eps)
-    clean: dict[str, float] = {}
-    white: dict[tuple[str, str], float | None] = {}
-    black: dict[tuple[str, str, str], float | None] = {}
-    white_cols: list[str] = []
-    black_cols: list[tuple[str, str]] = []
-    close = (lambda e: eps is not None and abs(e - eps) < 1e-9)
-    for d in evals:
-        clean.setdefault(d["model"], d["clean"]["top1"])
-        for r in d["runs"]:
-            if close(r["eps"]) and not r.get("targeted"):
-                white[(d["model"], r["attack"])] = r["top1"]
-                if r["attack"] not in white_cols:
-                    white_cols.append(r["attack"])
-    for d in transfers:
-        for name, c in d["clean"].items():
-            clean.setdefault(name, c["top1"])
-        for r in d["runs"]:
-            if not close(r["eps"]):
-                continue
-            acc = r["accuracy"]["top1"]
-            if r["source"] == r["target"]:
-                white.setdefault((r["target"], r["attack"]), acc)
-                if r["attack"] not in white_cols:
-                    white_cols.append(r["attack"])
-            else:
-                black[(r["target"], r["attack"], r["source"])] = acc
-                if (r["attack"], r["source"]) not in black_cols:
-                    black_cols.append((r["attack"], r["source"]))
-    models = list(clean)
-    header = ["model", "clean"] + list(white_cols) + [f"{a}({s})" for a, s in black_cols]
-    rows = [[m, _pct(clean[m])] + [_pct(white.get((m, a))) for a in white_cols]
-            + [_pct(black[(m, a, s)]) if (m, a, s) in black else "—" for a, s in black_cols] for m in models]
-    return header, rows, eps
-
-
-def markdown(evals: list[dict[str, Any]], transfers: list[dict[str, Any]], eps: float | None = None,
+def markdown(evals: list[dict[str, Any]], others: list[dict[str, Any]], eps: float | None = None,
              plot: str | None = None) -> str:
-    """A Markdown report: per-model accuracy tables, the paper-004 table and the transfer matrices."""
+    """A Markdown report: per-model accuracy tables, then each registered layout's Markdown."""
     parts = ["# advframe report", ""]
     if plot:
         parts += [f"![accuracy and accuracy ratio against eps]({plot})", ""]
     for d in evals:
         parts += [f"## {d['model']} on {d['dataset']}/{d['split']} ({d['examples']} examples)", "",
-                  f"Clean top-1 {_pct(d['clean']['top1'])}, top-5 {_pct(d['clean']['top5'])}. Accuracy ratio = "
+                  f"Clean top-1 {pct(d['clean']['top1'])}, top-5 {pct(d['clean']['top5'])}. Accuracy ratio = "
                   "adversarial / clean top-1 accuracy (Kurakin et al. 2017, §4.3).", ""]
-        rows = [[r["attack"] + (" (targeted)" if r.get("targeted") else ""), f"{r['eps']:g}", _pct(r["top1"]),
-                 _pct(r["top5"]), "—" if r.get("accuracy_ratio") is None else f"{r['accuracy_ratio']:.3f}",
+        rows = [[r["attack"] + (" (targeted)" if r.get("targeted") else ""), f"{r['eps']:g}", pct(r["top1"]),
+                 pct(r["top5"]), "—" if r.get("accuracy_ratio") is None else f"{r['accuracy_ratio']:.3f}",
                  str(r.get("violations", 0))] for r in d["runs"]]
-        parts += [_md_table(["attack", "eps", "top-1", "top-5", "accuracy ratio", "violations"], rows), ""]
-    header, rows, used = white_black_table(evals, transfers, eps)
-    if rows and used is not None:
-        parts += [f"## White-box and black-box top-1 accuracy, eps={used:g}", "",
-                  "Layout of paper 004, Table 1: `attack` columns are white-box, `attack(S)` columns the accuracy "
-                  "on the attack's examples made on source model S (black-box).", "", _md_table(header, rows), ""]
-    for d in transfers:
-        parts += [transfer_markdown(d), ""]
+        parts += [md_table(["attack", "eps", "top-1", "top-5", "accuracy ratio", "violations"], rows), ""]
+    for schema, layout in layouts().items():
+        text = layout.markdown(evals, [d for d in others if d.get("schema") == schema], eps)
+        if text:
+            parts += [text, ""]
     return "\n".join(parts).rstrip() + "\n"
 
 

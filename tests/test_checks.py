@@ -12,10 +12,12 @@ import torch
 from torch import nn
 
 import advframe
-import advframe.checks.probe as probe_module
-from advframe.checks import CHECKS, run_checks
-from advframe.checks.stats import Z99, excess
+import advframe_checks.probe as probe_module
+from advframe.checks import Check, available_checks, run_checks
 from advframe.errors import CheckpointError, ParameterError, UnknownNameError
+from advframe_checks.runner import CHECKS
+from advframe_checks.runner import run_checks as run_builtin_checks
+from advframe_checks.stats import Z99, excess
 from advframe.evaluation import EvalResult
 from advframe.model import Classifier
 from advframe.registry import Registry
@@ -183,7 +185,7 @@ def test_label_leaking_warns_above_clean(tiny):
 def test_unregistered_attacks_make_checks_not_applicable(tiny, monkeypatch):
     monkeypatch.setattr(probe_module.plugins, "registry", lambda: Registry())
     net, data = tiny
-    checks = {c.name: c for c in run_checks(net, data, _fake([_run("pgd", 0.3, 0.1)]))}
+    checks = {c.name: c for c in run_builtin_checks(net, data, _fake([_run("pgd", 0.3, 0.1)]))}
     for name in ("unbounded_attack_wins", "whitebox_beats_noise", "label_leaking", "iterative_beats_one_step",
                  "eps_zero_clean"):
         assert checks[name].status == "not_applicable", name
@@ -270,3 +272,69 @@ def test_cli_shows_checks_and_writes_them(tmp_path):
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text())["checks"] == []
     assert "gradient_health" not in res.output
+
+
+class _InputRangeChecker:
+    """A third-party checker: one check reading only the results."""
+
+    name = "input_range"
+    checks = ("clean_not_perfect",)
+
+    @staticmethod
+    def run(model, data, result, only, **options):
+        status = "warn" if result.clean_top1 == 1.0 else "pass"
+        return [Check("clean_not_perfect", status, f"clean top-1 {result.clean_top1}", "test")]
+
+
+def _checker_plugin(checker):
+    import types
+
+    module = types.ModuleType("thirdparty_checks")
+
+    @advframe.hookimpl
+    def register_checks(register):
+        register(checker)
+
+    module.register_checks = register_checks
+    return module
+
+
+def test_a_third_party_checker_runs_beside_the_built_in_one(tiny, monkeypatch):
+    from advframe import plugins
+
+    host = plugins.host()
+    host.add(_checker_plugin(_InputRangeChecker), "thirdparty_checks")
+    try:
+        assert available_checks()["clean_not_perfect"] == "input_range"
+        assert available_checks()["gradient_health"] == "honesty"
+        net, data = tiny
+        result = _fake([_run("pgd", 0.3, 0.1)], clean=1.0)
+        checks = run_checks(net, data, result, only=["gradient_health", "clean_not_perfect"])
+        assert [c.name for c in checks] == ["gradient_health", "clean_not_perfect"]
+        assert checks[1].status == "warn" and result.checks[1]["name"] == "clean_not_perfect"
+    finally:
+        host.registry.remove_plugin("thirdparty_checks")
+        host.plugins.pop("thirdparty_checks", None)
+    assert "clean_not_perfect" not in available_checks()
+
+
+def test_a_checker_taking_a_built_in_check_name_or_without_checks_is_refused(monkeypatch):
+    from advframe.plugins import PluginHost
+
+    monkeypatch.delenv("ADVFRAME_STRICT_PLUGINS", raising=False)
+
+    class Impostor(_InputRangeChecker):
+        name = "impostor"
+        checks = ("gradient_health",)
+
+    class Empty(_InputRangeChecker):
+        name = "empty"
+        checks = ()
+
+    host = PluginHost()
+    host.load_entry_points()
+    info = host.add(_checker_plugin(Impostor), "impostor_plugin")
+    assert "check 'gradient_health' is already offered by plugin 'checks'" in info.errors[0]
+    info = host.add(_checker_plugin(Empty), "empty_plugin")
+    assert "'checks' must be a non-empty tuple" in info.errors[0]
+    assert host.registry.names("checks") == ["honesty"]

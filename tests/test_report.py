@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from advframe.errors import AdvframeError, DataError
-from advframe.report import MissingDependencyError, curves, load_documents, markdown, plot_curves, white_black_table
+from advframe.report import MissingDependencyError, curves, load_documents, markdown, plot_curves
+from advframe_transfer.report import white_black_table
 
 
 def run(attack: str, eps: float, top1: float, clean: float) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import advframe
 from advframe.attack import Attack
 from advframe.errors import ParameterError, ThreatViolation
 from advframe.threat import ThreatModel
-from advframe.transfer import SCHEMA, transfer
+from advframe_transfer.transfer import SCHEMA, transfer
 
 
 def linear(weight: list[list[float]], bias: list[float] | None = None) -> nn.Linear:

@@ -253,9 +253,7 @@ def build_app() -> typer.Typer:
 
     app.command("train")(train_command)
     from advframe.cli.report import report_command
-    from advframe.cli.transfer import transfer_command
 
-    app.command("transfer")(transfer_command)
     app.command("report")(report_command)
     plugins.host().commands(app)
     return app

@@ -12,33 +12,22 @@ from advframe.cli.outputs import check_output_paths
 
 
 def report_command(
-    results: Annotated[list[Path], typer.Argument(help="Results documents: 'advframe eval --output' and/or 'advframe transfer --output' files.")],
+    results: Annotated[list[Path], typer.Argument(help="Results documents: 'advframe eval --output' files, and documents a plugin's report layout reads (e.g. 'advframe transfer --output').")],
     plot: Annotated[Optional[Path], typer.Option(help="Write accuracy and accuracy-ratio curves against eps here (PNG; needs matplotlib).")] = None,
     markdown: Annotated[Optional[Path], typer.Option(help="Write the report as Markdown here.")] = None,
-    eps: Annotated[Optional[str], typer.Option(help="eps of the white-box/black-box table (default: the transfer documents' largest).")] = None,
+    eps: Annotated[Optional[str], typer.Option(help="eps of the layouts' tables, e.g. the white-box/black-box table (default: the documents' largest).")] = None,
 ) -> None:
-    """Print the white-box/black-box table (paper 004, Table 1) and write plots (Kurakin 2017, Fig. 1) and Markdown."""
+    """Print the accuracy tables (and the tables of the plugins' layouts), write accuracy curves (Kurakin 2017, Fig. 1) and Markdown."""
     from advframe.checkpoint import atomic_write_text
-    from advframe.report import (MissingDependencyError, load_documents, markdown as to_markdown, plot_curves,
-                                 white_black_table)
+    from advframe.report import MissingDependencyError, layout_tables, load_documents, markdown as to_markdown, plot_curves
     from advframe.threat import parse_eps
 
     check_output_paths((plot, "--plot"), (markdown, "--markdown"))
-    evals, transfers = load_documents(list(results))
+    evals, others = load_documents(list(results))
     chosen = parse_eps(eps) if eps is not None else None
     for doc in evals:
         render.console.print(render.eval_table(doc))
-    if transfers:
-        from advframe.cli.transfer import matrix_table
-
-        for doc in transfers:
-            for m in doc["matrices"]:
-                for metric in ("transfer_rate", "error_rate"):
-                    render.console.print(matrix_table(doc, m["attack"], m["eps"], metric))
-    header, rows, used = white_black_table(evals, transfers, chosen)
-    if rows and used is not None:
-        title = (f"white-box and black-box top-1 accuracy · eps={used:g} "
-                 f"(paper 004, Table 1: attack = white-box, attack(S) = examples made on S)")
+    for title, header, rows in layout_tables(evals, others, chosen):
         render.console.print(render.simple_table(title, header, rows))
     missing = None
     if plot is not None:
@@ -54,7 +43,7 @@ def report_command(
                 rel = str(plot.resolve().relative_to(markdown.resolve().parent))
             except ValueError:
                 rel = str(plot.resolve())
-        atomic_write_text(markdown, to_markdown(evals, transfers, chosen, rel))
+        atomic_write_text(markdown, to_markdown(evals, others, chosen, rel))
         render.console.print(f"Markdown written to {markdown}")
     if missing is not None:
         done = "the tables were printed above" + (f" and the Markdown written to {markdown}" if markdown else "")

@@ -37,7 +37,7 @@ from advframe.engine import Engine, Record, Violation
 from advframe.errors import ParameterError
 from advframe.metrics import RunTally, ratio, topk_correct
 from advframe.model import as_model, model_config
-from advframe.options import TransferOptions, default_attacks, resolve_attacks
+from advframe.options import RunOptions, default_attacks, resolve_attacks
 from advframe.progress import emit
 from advframe.threat import ThreatModel
 
@@ -54,6 +54,19 @@ DEFINITIONS = {
     "topk": "top-k: misclassified means the label is not among the k highest scores; the source's success is "
             "measured with the same k",
 }
+
+
+@dataclass(frozen=True)
+class TransferOptions(RunOptions):
+    """Settings of :func:`transfer`, beyond :class:`RunOptions`.
+
+    Attributes:
+        source_names: names to report for the sources (default: registry or ``source<i>``).
+        target_names: names to report for the targets.
+    """
+
+    source_names: Sequence[str] | None = None
+    target_names: Sequence[str] | None = None
 
 
 @dataclass
@@ -259,7 +272,7 @@ def transfer(sources: Sequence[nn.Module], targets: Sequence[nn.Module], data: A
         attacks: attack names or Attack objects (default: the attacks of the default
             suite a plugin declares, else the default attack).
         eps: the eps grid in the models' input scale (default: the data set's grid).
-        **options: the settings of :class:`~advframe.options.TransferOptions`.
+        **options: the settings of :class:`TransferOptions`.
 
     Returns:
         A :class:`TransferResult`; rates are fractions in [0, 1], ``None`` where the

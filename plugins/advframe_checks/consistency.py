@@ -3,7 +3,7 @@ white-box vs noise and transfer, label leaking.
 
 Each reads the evaluation's runs when they hold what it needs, and otherwise runs the
 attacks it needs itself on the probe (the first ``subset`` examples). Every
-comparison of two accuracies uses the bound of :mod:`advframe.checks.stats`.
+comparison of two accuracies uses the bound of :mod:`advframe_checks.stats`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from advframe import plugins
-from advframe.checks.base import ATHALYE, CARLINI, KURAKIN, NOT_APPLICABLE, PASS, WARN, Check, Context, cite, join
-from advframe.checks.probe import AttackUnavailable
-from advframe.checks.stats import BOUND_TEXT, Excess, excess, pct
+from advframe_checks.base import ATHALYE, CARLINI, KURAKIN, NOT_APPLICABLE, PASS, WARN, Check, Context, cite, join
+from advframe_checks.probe import AttackUnavailable
+from advframe_checks.stats import BOUND_TEXT, Excess, excess, pct
 
 
 def iterative_pairs() -> list[tuple[str, str]]:

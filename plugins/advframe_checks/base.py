@@ -1,4 +1,4 @@
-"""What a check returns, the shared context checks read, and the citations."""
+"""The shared context checks read, and the citations (the outcome type :class:`advframe.checks.Check` is core)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from advframe.checks.probe import Probe
-
-PASS = "pass"
-WARN = "warn"
-NOT_APPLICABLE = "not_applicable"
-STATUSES: tuple[str, ...] = (PASS, WARN, NOT_APPLICABLE)
+from advframe.checks import NOT_APPLICABLE, PASS, STATUSES, WARN, Check
+from advframe_checks.probe import Probe
 
 ATHALYE = ("Athalye, Carlini & Wagner 2018, Obfuscated Gradients Give a False Sense of Security (ICML), "
            "§3.1 characteristic behaviours of obfuscated gradients")
@@ -25,31 +21,6 @@ CROCE = ("Croce & Hein 2020, Reliable Evaluation of Adversarial Robustness with 
 def cite(*sources: str) -> str:
     """Join citations with ``"; "``."""
     return "; ".join(sources)
-
-
-@dataclass(frozen=True)
-class Check:
-    """The outcome of one check.
-
-    Attributes:
-        name: stable snake_case name of the check.
-        status: ``"pass"``, ``"warn"`` or ``"not_applicable"``.
-        evidence: one or more sentences with the numbers behind the status.
-        source: the citation the check comes from.
-    """
-
-    name: str
-    status: str
-    evidence: str
-    source: str
-
-    def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"check status '{self.status}' is unknown: use one of {', '.join(STATUSES)}")
-
-    def to_dict(self) -> dict[str, str]:
-        """The entry of the results document's ``checks`` list."""
-        return {"name": self.name, "status": self.status, "evidence": self.evidence, "source": self.source}
 
 
 @dataclass
@@ -97,3 +68,7 @@ def join(sentences: Iterable[str]) -> str:
         if s:
             out.append(s if s.endswith(".") else s + ".")
     return " ".join(out)
+
+
+__all__ = ["ATHALYE", "ATHALYE_EOT", "CARLINI", "CROCE", "KURAKIN", "NOT_APPLICABLE", "PASS", "STATUSES", "WARN", "Check",
+           "Context", "cite", "join"]

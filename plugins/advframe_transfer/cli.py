@@ -1,4 +1,7 @@
-"""``advframe transfer``: black-box transfer matrices (Kurakin et al. 2017, Tables 4 and 6)."""
+"""``advframe transfer``: black-box transfer matrices (Kurakin et al. 2017, Tables 4 and 6).
+
+Loaded only by the plugin's ``register_commands`` hook, so ``import advframe`` never imports typer.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.table import Table
 
 from advframe.cli import render
 from advframe.cli.models import ArchListOption, ModelParamOption, NormalizeOption, UntrainedOption
@@ -15,9 +17,6 @@ from advframe.cli.options import check_positive, check_seed, parse_eps_list, par
 from advframe.cli.outputs import check_output_paths
 from advframe.errors import DataError
 from advframe.options import resolve_attacks
-
-TITLES = {"transfer_rate": "transfer rate", "error_rate": "error rate"}
-
 
 def _load_models(specs: list[str], device: str, cache: dict[str, Any], **user: Any) -> tuple[list[Any], list[str]]:
     """Load each distinct spec once (``cache``), so that a model named as source and target is one object.
@@ -47,19 +46,6 @@ def _dataset_of(specs: list[str]) -> str | None:
     return None
 
 
-def matrix_table(doc: dict[str, Any], attack: str, eps: float, metric: str) -> Table:
-    """One attack's matrix (rows sources, columns targets), top-1 and top-5 side by side."""
-    m = next(x for x in doc["matrices"] if x["attack"] == attack and x["eps"] == eps)
-    table = Table(title=f"{TITLES[metric]} · {attack} · eps={eps:g} · {doc['examples']} examples "
-                        f"(rows source, columns target; top-1 | top-5)")
-    table.add_column("source \\ target")
-    for t in doc["targets"]:
-        table.add_column(t, justify="right")
-    for src, r1, r5 in zip(doc["sources"], m[metric]["top1"], m[metric]["top5"]):
-        table.add_row(src, *[f"{render.pct(a)} | {render.pct(b)}" for a, b in zip(r1, r5)])
-    return table
-
-
 def transfer_command(
     source: Annotated[list[str], typer.Option(help="Source model (name or .safetensors) the attacks see; repeatable.")],
     target: Annotated[list[str], typer.Option(help="Target model (name or .safetensors) classifying the examples; repeatable.")],
@@ -87,9 +73,9 @@ def transfer_command(
     from advframe.checkpoint import atomic_write_text
     from advframe.cli.app import default_name, resolve_device
     from advframe.dataset import check_fits
-    from advframe.report import transfer_markdown
     from advframe.threat import ThreatModel
-    from advframe.transfer import default_transfer_attacks, transfer
+    from advframe_transfer.report import matrix_rows, transfer_markdown
+    from advframe_transfer.transfer import default_transfer_attacks, transfer
 
     check_output_paths((output, "--output"), (markdown, "--markdown"))
     check_seed(seed)
@@ -119,7 +105,7 @@ def transfer_command(
     render.console.print(f"clean top-1: {clean}")
     for a, e in result.grid():
         for metric in ("transfer_rate", "error_rate"):
-            render.console.print(matrix_table(doc, a, e, metric))
+            render.console.print(render.simple_table(*matrix_rows(doc, a, e, metric)))
     for v in result.violations:
         render.err_console.print(f"[red]refused:[/red] {v.describe()}")
     if output is not None:

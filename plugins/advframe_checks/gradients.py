@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 
 from advframe import plugins
-from advframe.checks.base import ATHALYE, ATHALYE_EOT, CARLINI, CROCE, NOT_APPLICABLE, PASS, WARN, Check, Context, cite
-from advframe.checks.probe import AttackUnavailable
-from advframe.checks.stats import pct
+from advframe_checks.base import ATHALYE, ATHALYE_EOT, CARLINI, CROCE, NOT_APPLICABLE, PASS, WARN, Check, Context, cite
+from advframe_checks.probe import AttackUnavailable
+from advframe_checks.stats import pct
 
 #: Warn when more than this fraction of examples has a zero or non-finite input gradient.
 GRADIENT_THRESHOLD = 0.05

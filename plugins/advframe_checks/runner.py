@@ -1,22 +1,13 @@
-"""Honest evaluation: automatic checks for gradient masking and attack failure.
+"""The built-in checker: automatic checks for gradient masking and attack failure.
 
-``advframe eval`` runs them after the attacks (``--no-checks`` turns them off) and the
-results document lists them under ``"checks"``. From Python::
-
-    result = advframe.evaluate(model, data, attacks=ATTACK_NAMES, eps=[0.1, 0.3])
-    checks = run_checks(model, data, result)          # also fills result.checks
-    warnings = [c for c in checks if c.status == "warn"]
-
-:func:`advframe.evaluate` itself stays a pure measurement: the checks run extra attacks,
-so they are a separate, explicit step (the CLI always takes it unless told not to).
-
-Each check yields ``pass``, ``warn`` or ``not_applicable`` with evidence (a sentence
+Registered as the checker ``honesty`` (:mod:`advframe.checks` runs it; ``advframe eval``
+after the attacks unless ``--no-checks``). Each check yields ``pass``, ``warn`` or ``not_applicable`` with evidence (a sentence
 with the numbers) and a source (a citation). Checks read the evaluation's runs where
 those hold what they need; otherwise they run their own attacks, by registry name, on
 a probe of the first ``subset`` (200) examples, and say so in the evidence. An attack
 that no plugin registers makes the check that needs it ``not_applicable``.
 Accuracies are compared with a one-sided two-proportion z-test at 99 %
-(:mod:`advframe.checks.stats`).
+(:mod:`advframe_checks.stats`).
 
 The checks (docs/checks.md describes each with its threshold and source):
 
@@ -40,11 +31,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from advframe.checks.base import NOT_APPLICABLE, PASS, STATUSES, WARN, Check, Context
-from advframe.checks.consistency import (eps_zero_clean, iterative_beats_one_step, label_leaking, monotone_in_eps,
+from advframe.checks import Check
+from advframe_checks.base import Context
+from advframe_checks.consistency import (eps_zero_clean, iterative_beats_one_step, label_leaking, monotone_in_eps,
                                          whitebox_beats_noise, whitebox_beats_transfer)
-from advframe.checks.gradients import deterministic_predictions, gradient_health, unbounded_attack_wins
-from advframe.checks.probe import Probe
+from advframe_checks.gradients import deterministic_predictions, gradient_health, unbounded_attack_wins
+from advframe_checks.probe import Probe
 from advframe.data_source import as_source
 from advframe.errors import ParameterError
 from advframe.model import as_model
@@ -87,7 +79,6 @@ class CheckOptions:
         device: where to run (default: where the model's parameters are).
         seed: seeds the probe's attacks (default: the evaluation's seed). The global
             random state is restored afterwards.
-        only: run only these checks (names of :data:`CHECKS`).
         progress: callback receiving one event per check.
     """
 
@@ -96,18 +87,12 @@ class CheckOptions:
     subset: int = DEFAULT_SUBSET
     device: str | torch.device | None = None
     seed: int | None = None
-    only: Sequence[str] | None = None
     progress: ProgressCallback = None
 
-    def names(self) -> list[str]:
-        """The checks to run, validated."""
+    def validate(self) -> None:
+        """Refuse a probe of no examples."""
         if self.subset < 1:
             raise ParameterError(f"subset {self.subset} is invalid: the checks need at least one example")
-        names = list(CHECKS) if self.only is None else list(self.only)
-        unknown = [n for n in names if n not in CHECKS]
-        if unknown:
-            raise ParameterError(f"unknown check(s) {', '.join(unknown)}: use some of {', '.join(CHECKS)}")
-        return names
 
     def objects(self) -> dict[str, Any]:
         """The evaluation's attack objects by name."""
@@ -127,28 +112,31 @@ def _probe(model: nn.Module, data: Any, result: Any, opts: CheckOptions, dev: to
                  attacks=opts.objects())
 
 
-def run_checks(model: nn.Module, data: Any, result: Any, **options: Any) -> list[Check]:
-    """Run the honesty checks on an evaluation and store them in ``result.checks``.
+def run_checks(model: nn.Module, data: Any, result: Any, only: Sequence[str] = tuple(CHECKS), **options: Any
+               ) -> list[Check]:
+    """Run the built-in checks on an evaluation (:func:`advframe.checks.run_checks` calls this).
 
     Args:
         model: the evaluated model (a Model or a plain logits ``nn.Module``).
         data: the evaluated data, in any form :func:`advframe.evaluate` takes.
-        result: the :class:`~advframe.evaluate.EvalResult` of the evaluation.
+        result: the :class:`~advframe.evaluation.EvalResult` of the evaluation.
+        only: the checks to run (names of :data:`CHECKS`), in the order of :data:`CHECKS`.
         **options: the settings of :class:`CheckOptions` (``attacks``,
-            ``transfer_source``, ``subset``, ``device``, ``seed``, ``only``, ``progress``).
+            ``transfer_source``, ``subset``, ``device``, ``seed``, ``progress``).
 
     Returns:
-        The checks in the order of :data:`CHECKS`; ``result.checks`` holds their dicts.
+        The checks run.
 
     Raises:
-        ParameterError: for a non-positive ``subset``, an unknown check or an unknown setting.
+        ParameterError: for a non-positive ``subset`` or an unknown setting.
     """
     unknown = [k for k in options if k not in {f.name for f in fields(CheckOptions)}]
     if unknown:
         raise ParameterError(f"unknown setting(s) {', '.join(unknown)} of run_checks: use some of "
                              f"{', '.join(f.name for f in fields(CheckOptions))}")
     opts = CheckOptions(**options)
-    names = opts.names()
+    opts.validate()
+    names = [n for n in CHECKS if n in only]
     model = as_model(model).eval()
     dev = torch.device(opts.device) if opts.device is not None else _device_of(model)
     model = model.to(dev)
@@ -164,8 +152,16 @@ def run_checks(model: nn.Module, data: Any, result: Any, **options: Any) -> list
         for i, name in enumerate(names):
             checks.append(CHECKS[name](ctx))
             emit(opts.progress, "checks", i + 1, len(names), check=name, status=checks[-1].status)
-    result.checks = [c.to_dict() for c in checks]
     return checks
 
 
-__all__ = ["CHECKS", "Check", "CheckOptions", "DEFAULT_SUBSET", "NOT_APPLICABLE", "PASS", "STATUSES", "WARN", "run_checks"]
+class HonestyChecks:
+    """The checker the plugin registers: the checks of :data:`CHECKS`."""
+
+    name = "honesty"
+    summary = "gradient-masking and attack-failure checks (Carlini et al. 2019; Athalye et al. 2018; Croce & Hein 2020)"
+    checks: tuple[str, ...] = tuple(CHECKS)
+    run = staticmethod(run_checks)
+
+
+__all__ = ["CHECKS", "CheckOptions", "DEFAULT_SUBSET", "HonestyChecks", "run_checks"]
