@@ -128,11 +128,15 @@ def short_source(source: str) -> str:
     return "; ".join(parts)
 
 
+_PERCENTS = re.compile(r"^(—|[\d.]+%)( \| (—|[\d.]+%))?$")
+
+
 def simple_table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
-    """A plain table."""
+    """A plain table; columns of percentages (``97.0%`` or ``97.0% | 51.2%``) are right-justified."""
     table = Table(title=title)
-    for c in columns:
-        table.add_column(c)
+    for i, c in enumerate(columns):
+        numeric = i > 0 and bool(rows) and all(_PERCENTS.match(str(r[i])) for r in rows if i < len(r))
+        table.add_column(c, justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*[str(v) for v in row])
     return table
