@@ -41,9 +41,12 @@ def resolve_device(device: str) -> str:
 
 
 def load_model_and_data(model: Optional[str], dataset: Optional[str], data_dir: Optional[Path], split: str,
-                        device: str, arch: Optional[str] = None, model_param: Optional[list[str]] = None,
-                        normalize: Optional[str] = None, untrained: bool = False) -> tuple[object, object, str]:
-    """The model and data the user named, or the embedded default."""
+                        device: str, **user: Any) -> tuple[object, object, str]:
+    """The model and data the user named, or the embedded default.
+
+    ``user`` holds the options of :func:`advframe.cli.models.load_user_model` the user gave
+    (``arch``, ``model_param``, ``normalize``, ``untrained``).
+    """
     import advframe
     from advframe.checkpoint import read_metadata
     from advframe.cli.models import is_checkpoint, load_user_model
@@ -51,14 +54,13 @@ def load_model_and_data(model: Optional[str], dataset: Optional[str], data_dir: 
 
     if data_dir is not None and not data_dir.is_dir():
         raise DataError(f"--data-dir '{data_dir}' does not exist: pass an existing folder")
-    model_spec = model or (None if arch is not None else default_name("models", "--model"))
+    model_spec = model or (None if user.get("arch") is not None else default_name("models", "--model"))
     if dataset is None:
         if is_checkpoint(model) and Path(model).is_file():
             dataset = read_metadata(model).get("dataset")
         dataset = dataset or default_name("datasets", "--dataset")
     data = advframe.load_dataset(dataset, split=split, data_dir=data_dir)
-    net, name = load_user_model(model_spec, arch=arch, model_param=model_param, normalize=normalize,
-                                untrained=untrained, device=device)
+    net, name = load_user_model(model_spec, device=device, **user)
     check_clean_outputs(net, data, name, device)
     return net, data, name
 
@@ -134,8 +136,8 @@ def eval_command(
         raise ParameterError("--resume needs --output FILE.json (the partial state is kept beside it)")
     dev = str(distributed.init_from_env(resolve_device(device)))
     rank, world = distributed.rank_and_world()
-    net, data, model_name = load_model_and_data(model, dataset, data_dir, split, dev, arch, model_param, normalize,
-                                                untrained)
+    net, data, model_name = load_model_and_data(model, dataset, data_dir, split, dev, arch=arch,
+                                                model_param=model_param, normalize=normalize, untrained=untrained)
     check_fits(net, data, dev, model_name)
     suffix = ".partial" if world == 1 else f".partial.rank{rank}"
     state = Path(str(output) + suffix) if output is not None else None
