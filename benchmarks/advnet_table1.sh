@@ -34,9 +34,9 @@ for name in standard advnet pgd_at; do
   advframe eval --model "$out/${name}_s0.safetensors" "${attack[@]}" --output "$out/white_$name.json"
 done
 # black box: examples made on the seed-1 copies, classified by the seed-0 models
-advframe transfer --source "$out/standard_s1.safetensors" --source "$out/pgd_at_s1.safetensors" \
-  --source "$out/advnet_s1.safetensors" --target "$out/standard_s0.safetensors" \
-  --target "$out/pgd_at_s0.safetensors" --target "$out/advnet_s0.safetensors" "${attack[@]}" \
+advframe transfer --source-model "$out/standard_s1.safetensors" --source-model "$out/pgd_at_s1.safetensors" \
+  --source-model "$out/advnet_s1.safetensors" --target-model "$out/standard_s0.safetensors" \
+  --target-model "$out/pgd_at_s0.safetensors" --target-model "$out/advnet_s0.safetensors" "${attack[@]}" \
   --output "$out/transfer.json" --markdown "$out/transfer.md"
 # the table in paper 004's Table 1 layout
 advframe report "$out"/white_standard.json "$out"/white_pgd_at.json "$out"/white_advnet.json \

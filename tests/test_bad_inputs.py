@@ -253,7 +253,7 @@ MN = ["--dataset", "mnist", "--data-dir", "{tmp}/mnist"]
 EVAL = ["eval", "--no-progress", "--no-checks"]
 TRAIN = ["train", "--no-progress", "--out", "{tmp}/ck.safetensors"]
 RESUME = TRAIN + ["--resume"]
-TRANSFER = ["transfer", "--no-progress", "--source", "mnist_cnn_standard", "--target", "mnist_cnn_standard"]
+TRANSFER = ["transfer", "--no-progress", "--source", "mnist_cnn_standard", "--target-model", "mnist_cnn_standard"]
 
 DATA_ROWS = [
     Row("gzip-corrupt-stream", EVAL + MN, ["t10k-images-idx3-ubyte.gz"], corrupt_gzip),
@@ -273,7 +273,7 @@ DATA_ROWS = [
     Row("shape-eval", EVAL + ["--dataset", "cifar10", "--data-dir", "{tmp}/cifar"], ["(3, 32, 32)", "mnist_cnn_standard"],
         cifar_dir),
     Row("shape-train", TRAIN + ["--model", "cifar_cnn"], ["1x28x28", "3x32x32"]),
-    Row("shape-transfer", ["transfer", "--no-progress", "--untrained", "--source", "cifar_cnn", "--target", "cifar_cnn"],
+    Row("shape-transfer", ["transfer", "--no-progress", "--untrained", "--source", "cifar_cnn", "--target-model", "cifar_cnn"],
         ["1x28x28", "3x32x32"]),
     Row("cifar-empty-file", EVAL + ["--dataset", "cifar10", "--data-dir", "{tmp}/cifar"], ["0 bytes"],
         lambda tmp, res: cifar_dir(tmp, res, empty=True)),
@@ -395,7 +395,7 @@ NAME_ROWS = [
     Row("model-unknown", EVAL + ["--model", "lenet9"], ["lenet9"]),
     Row("list-kind-unknown", ["list", "widgets"], ["widgets"]),
     Row("transfer-attack-unknown", TRANSFER + ["--attack", "fgsn"], ["fgsn"]),
-    Row("transfer-source-unknown", ["transfer", "--source", "lenet9", "--target", "mnist_cnn_standard"], ["lenet9"]),
+    Row("transfer-source-unknown", ["transfer", "--source", "lenet9", "--target-model", "mnist_cnn_standard"], ["lenet9"]),
     Row("norm-l3", EVAL + ["--norm", "l3"], ["l3"]),
     Row("target-mode-unknown", EVAL + ["--targeted", "--target", "most_likely"], ["most_likely"]),
     Row("command-unknown", ["evaluate"], ["evaluate"]),

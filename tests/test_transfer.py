@@ -141,7 +141,7 @@ def test_cli_transfer_writes_json_and_markdown(tmp_path: Any) -> None:
     save_checkpoint(ckpt, {f"model.{k}": v for k, v in model.state_dict().items()},
                     {"model": "mnist_cnn", "model_config": {"width": 0.5}, "dataset": "mnist5k"})
     out, md = tmp_path / "t.json", tmp_path / "t.md"
-    result = CliRunner().invoke(build_app(), ["transfer", "--source", str(ckpt), "--target", str(ckpt),
+    result = CliRunner().invoke(build_app(), ["transfer", "--source", str(ckpt), "--target-model", str(ckpt),
                                               "--attack", "fgsm", "--eps", "0.3", "--limit", "20",
                                               "--device", "cpu", "--no-progress", "--output", str(out),
                                               "--markdown", str(md)])

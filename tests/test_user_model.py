@@ -150,7 +150,7 @@ def test_arch_works_for_train_transfer_and_lipschitz(usernet, tmp_path):
     assert proc.returncode == 0, proc.stderr
     meta = load_checkpoint(ck)[1]
     assert meta["arch"] == "usernet_mod:Net" and meta["model_config"] == {"hidden": 8} and meta["model"] is None
-    proc = run_cli("transfer", "--source", str(ck), "--target", "mnist_cnn_standard", "--arch", "usernet_mod:Net",
+    proc = run_cli("transfer", "--source", str(ck), "--target-model", "mnist_cnn_standard", "--arch", "usernet_mod:Net",
                    "--attack", "fgsm", "--eps", "0.1", "--limit", "20", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("lipschitz", "--model", str(ck), "--arch", "usernet_mod:Net")

@@ -47,8 +47,8 @@ def _dataset_of(specs: list[str]) -> str | None:
 
 
 def transfer_command(
-    source: Annotated[list[str], typer.Option(help="Source model (name or .safetensors) the attacks see; repeatable.")],
-    target: Annotated[list[str], typer.Option(help="Target model (name or .safetensors) classifying the examples; repeatable.")],
+    source: Annotated[list[str], typer.Option("--source-model", "--source", help="Source model (name or .safetensors) the attacks see; repeatable.")],
+    target: Annotated[list[str], typer.Option("--target-model", help="Target model (name or .safetensors) classifying the examples; repeatable. (Named apart from eval's --target, which picks target classes.)")],
     attack: Annotated[Optional[list[str]], typer.Option(help="Attack name; repeatable (default: the transfer suite a plugin declares; the built-ins declare fgsm, iter_basic, iter_ll).")] = None,
     eps: Annotated[Optional[list[str]], typer.Option(help="Perturbation budget, e.g. 0.3 or 8/255; repeatable (default: the data set's grid).")] = None,
     norm: Annotated[str, typer.Option(help="Threat-model norm: linf or l2.")] = "linf",
