@@ -262,13 +262,17 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[Any] | None = None, 
         An :class:`EvalResult`.
     """
     run = _Evaluation(model, data, attacks, eps, EvalOptions.of(options))
-    starts = run.starts()
-    for bi, start in enumerate(starts):
+    sizes = {start: min(start + run.opts.batch_size, len(run.source)) - start for start in run.starts()}
+    total = sum(sizes.values())
+    done = sum(n for start, n in sizes.items() if start in run.done)
+    # one event before the first batch, so a progress bar starts its clock (and shows) at once
+    emit(run.opts.progress, "evaluate", done, total, clean_top1=ratio(run.clean.top1, run.clean.examples))
+    for start, n in sizes.items():
         if start in run.done:
             continue
         run.batch(start)
-        emit(run.opts.progress, "evaluate", bi + 1, len(starts), examples=run.clean.examples,
-             clean_top1=ratio(run.clean.top1, run.clean.examples))
+        done += n
+        emit(run.opts.progress, "evaluate", done, total, clean_top1=ratio(run.clean.top1, run.clean.examples))
     run.reduce()
     result = run.result()
     if run.state_file is not None and run.rank == 0 and run.state_file.exists():

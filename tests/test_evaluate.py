@@ -133,7 +133,7 @@ def test_resume_from_partial_state(tmp_path):
 
     def stop_after_two(event):
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 3:  # the event before the first batch, then one per batch: stop after two batches
             raise Interrupt
 
     with pytest.raises(Interrupt):
@@ -144,7 +144,7 @@ def test_resume_from_partial_state(tmp_path):
     seen = []
     resumed = advframe.evaluate(net, (x, y), attacks=[SignStep()], eps=[0.05], batch_size=30, state_path=state,
                                 progress=lambda e: seen.append(e.completed))
-    assert seen == [3, 4]   # only the remaining batches ran
+    assert seen == [60, 90, 120]   # counted in examples: 60 already done, only the remaining batches ran
     assert resumed.runs[0]["top1"] == full.runs[0]["top1"] and resumed.examples == 120
     assert not state.exists()
 
