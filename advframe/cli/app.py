@@ -106,7 +106,7 @@ def eval_command(
     output: Annotated[Optional[Path], typer.Option(help="Write the results document (JSON) here; '-' writes it to stdout (the tables then go to stderr).")] = None,
     resume: Annotated[bool, typer.Option(help="Resume an interrupted run of the same command (needs --output).")] = False,
     label_leaks: Annotated[Optional[bool], typer.Option(help="Measure label leaking with the predicted-label twin: by default for one-step attacks that read the true label (where it happens); --label-leaks for every attack that reads it; --no-label-leaks for none.")] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars (on stderr): examples done, elapsed time and time left, then the checks.")] = True,
     checks: Annotated[bool, typer.Option(help="Run the gradient-masking and attack-failure checks after the attacks.")] = True,
     devices: Annotated[int, typer.Option(help="Processes to evaluate on (batches are shared out, counts summed); also works under torchrun.")] = 1,
     worst_case: Annotated[bool, typer.Option("--worst-case", help="Worst-case robust accuracy over the --attack list in the given order: a later attack runs only on examples still robust.")] = False,

@@ -36,7 +36,7 @@ def train_command(
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Also write the checkpoint every N steps.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from --out if it exists.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars (on stderr): batches of each epoch with the epoch's mean loss so far, the number printed at the end.")] = True,
     devices: Annotated[int, typer.Option(help="Processes to train on with DistributedDataParallel (gloo on CPU, nccl on CUDA); --batch-size is the global minibatch.")] = 1,
     amp: Annotated[bool, typer.Option(help="bf16 autocast of the forward passes (CUDA only).")] = False,
 ) -> None:
