@@ -131,7 +131,7 @@ TRANSFER_FIELDS = {"dataset": "str", "split": "str", "examples": "int", "norm": 
 def eval_document_problem(doc: dict[str, Any]) -> str | None:
     """What is wrong with an ``advframe.eval/1`` document (the keys a report reads), or None."""
     problem = _fields_problem("", doc, EVAL_FIELDS) or _fields_problem("clean", doc["clean"],
-                                                                        {"top1": "fraction", "top5": "fraction"})
+                                                                        {"top1": "fraction", "top5": "fraction?"})
     if problem:
         return problem
     for i, run in enumerate(doc["runs"]):
@@ -297,13 +297,16 @@ def markdown(evals: list[dict[str, Any]], transfers: list[dict[str, Any]], eps: 
     if plot:
         parts += [f"![accuracy and accuracy ratio against eps]({plot})", ""]
     for d in evals:
+        top5 = d["clean"].get("top5") is not None or any(r.get("top5") is not None for r in d["runs"])
+        clean = f"Clean top-1 {_pct(d['clean']['top1'])}" + (f", top-5 {_pct(d['clean']['top5'])}" if top5 else "")
         parts += [f"## {d['model']} on {d['dataset']}/{d['split']} ({d['examples']} examples)", "",
-                  f"Clean top-1 {_pct(d['clean']['top1'])}, top-5 {_pct(d['clean']['top5'])}. Accuracy ratio = "
-                  "adversarial / clean top-1 accuracy (Kurakin et al. 2017, §4.3).", ""]
-        rows = [[r["attack"] + (" (targeted)" if r.get("targeted") else ""), f"{r['eps']:g}", _pct(r["top1"]),
-                 _pct(r["top5"]), "—" if r.get("accuracy_ratio") is None else f"{r['accuracy_ratio']:.3f}",
-                 str(r.get("violations", 0))] for r in d["runs"]]
-        parts += [_md_table(["attack", "eps", "top-1", "top-5", "accuracy ratio", "violations"], rows), ""]
+                  f"{clean}. Accuracy ratio = adversarial / clean top-1 accuracy (Kurakin et al. 2017, §4.3).", ""]
+        rows = [[r["attack"] + (" (targeted)" if r.get("targeted") else ""), f"{r['eps']:g}", _pct(r["top1"])]
+                + ([_pct(r["top5"])] if top5 else [])
+                + ["—" if r.get("accuracy_ratio") is None else f"{r['accuracy_ratio']:.3f}", str(r.get("violations", 0))]
+                for r in d["runs"]]
+        header = ["attack", "eps", "top-1"] + (["top-5"] if top5 else []) + ["accuracy ratio", "violations"]
+        parts += [_md_table(header, rows), ""]
     header, rows, used = white_black_table(evals, transfers, eps)
     if rows and used is not None:
         parts += [f"## White-box and black-box top-1 accuracy, eps={used:g}", "",

@@ -101,20 +101,28 @@ def pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.1f}%"
 
 
+def has_top5(doc: dict[str, Any]) -> bool:
+    """Whether a results document reports top-5 (None for 5 classes or fewer)."""
+    return doc["clean"].get("top5") is not None or any(r.get("top5") is not None for r in doc["runs"])
+
+
 def eval_table(doc: dict[str, Any]) -> Table:
-    """The table of an evaluation results document."""
+    """The table of an evaluation results document (no top-5 column where top-5 is not reported)."""
     clean = doc["clean"]
+    top5 = has_top5(doc)
     table = Table(title=f"{doc['model']} on {doc['dataset']}/{doc['split']} · {doc['examples']} examples · "
-                        f"clean top-1 {pct(clean['top1'])}, top-5 {pct(clean['top5'])}")
+                        f"clean top-1 {pct(clean['top1'])}" + (f", top-5 {pct(clean['top5'])}" if top5 else ""))
     worst = doc.get("worst_case") or []
     if worst:
         return worst_case_table(doc, table)
     for col in ("attack", "eps", "norm", "top-1", "top-5", "success", "acc. ratio", "label leaks",
                 "max pert.", "violations", "grad evals", "seconds"):
-        table.add_column(col, justify="left" if col in ("attack", "norm") else "right")
+        if col != "top-5" or top5:
+            table.add_column(col, justify="left" if col in ("attack", "norm") else "right")
     for r in doc["runs"]:
         name = r["attack"] + (" (targeted)" if r["targeted"] else "")
-        table.add_row(name, f"{r['eps']:.4g}", r["norm"], pct(r["top1"]), pct(r["top5"]), pct(r["success_rate"]),
+        cells = [name, f"{r['eps']:.4g}", r["norm"], pct(r["top1"])] + ([pct(r["top5"])] if top5 else [])
+        table.add_row(*cells, pct(r["success_rate"]),
                       "—" if r["accuracy_ratio"] is None else f"{r['accuracy_ratio']:.3f}",
                       "—" if r["label_leaks"] is None else str(r["label_leaks"]),
                       f"{r['max_perturbation']:.4g}", str(r["violations"]), _passes(r), f"{r['seconds']:.2f}")
