@@ -242,14 +242,14 @@ def _pick_eps(evals: list[dict[str, Any]], transfers: list[dict[str, Any]], eps:
 
 def white_black_table(evals: list[dict[str, Any]], transfers: list[dict[str, Any]], eps: float | None = None
                       ) -> tuple[list[str], list[list[str]], float | None]:
-    """The white-box / black-box layout of paper 004, Table 1, at one eps.
+    """The white-box / black-box layout of Table 1 of the adversarial-networks paper, at one eps.
 
     Rows are models; columns ``clean``, then each white-box attack, headed by its name as
-    paper 004 heads "FGS" (top-1 accuracy from an
-    eval document, else from the diagonal of a transfer document), then ``attack(source)``:
-    the model's top-1 accuracy on the attack's examples made on another model, as paper 004
-    heads "FGS(A')" (a transfer document). ``eps`` defaults to the largest eps of the transfer documents (else of the
-    eval documents).
+    that paper heads "FGS" (top-1 accuracy from an eval document, else from the diagonal
+    of a transfer document), then ``attack(source)``: the model's top-1 accuracy on the
+    attack's examples made on another model, as it heads "FGS(A')" (a transfer document).
+    ``eps`` defaults to the largest eps of the transfer documents (else of the eval
+    documents).
 
     Returns:
         ``(header, rows, eps)``; cells are percentages or ``—`` where not measured.
@@ -292,7 +292,7 @@ def white_black_table(evals: list[dict[str, Any]], transfers: list[dict[str, Any
 
 def markdown(evals: list[dict[str, Any]], transfers: list[dict[str, Any]], eps: float | None = None,
              plot: str | None = None) -> str:
-    """A Markdown report: per-model accuracy tables, the paper-004 table and the transfer matrices."""
+    """A Markdown report: per-model accuracy tables, the white-box/black-box table and the transfer matrices."""
     parts = ["# advframe report", ""]
     if plot:
         parts += [f"![accuracy and accuracy ratio against eps]({plot})", ""]
@@ -303,15 +303,16 @@ def markdown(evals: list[dict[str, Any]], transfers: list[dict[str, Any]], eps: 
                   f"{clean}. Accuracy ratio = adversarial / clean top-1 accuracy (Kurakin et al. 2017, §4.3).", ""]
         rows = [[r["attack"] + (" (targeted)" if r.get("targeted") else ""), f"{r['eps']:g}", _pct(r["top1"])]
                 + ([_pct(r["top5"])] if top5 else [])
-                + ["—" if r.get("accuracy_ratio") is None else f"{r['accuracy_ratio']:.3f}", str(r.get("violations", 0))]
+                + ["—" if r.get("accuracy_ratio") is None else f"{r['accuracy_ratio']:.3f}",
+                   str(r.get("violations", 0))]
                 for r in d["runs"]]
         header = ["attack", "eps", "top-1"] + (["top-5"] if top5 else []) + ["accuracy ratio", "violations"]
         parts += [_md_table(header, rows), ""]
     header, rows, used = white_black_table(evals, transfers, eps)
     if rows and used is not None:
         parts += [f"## White-box and black-box top-1 accuracy, eps={used:g}", "",
-                  "Layout of paper 004, Table 1: `attack` columns are white-box, `attack(S)` columns the accuracy "
-                  "on the attack's examples made on source model S (black-box).", "", _md_table(header, rows), ""]
+                  "Layout of Table 1 of the adversarial-networks paper: `attack` columns are white-box, "
+                  "`attack(S)` columns the accuracy on the attack's examples made on source model S (black-box).", "", _md_table(header, rows), ""]
     for d in transfers:
         parts += [transfer_markdown(d), ""]
     return "\n".join(parts).rstrip() + "\n"

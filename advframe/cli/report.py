@@ -17,7 +17,7 @@ def report_command(
     markdown: Annotated[Optional[Path], typer.Option(help="Write the report as Markdown here.")] = None,
     eps: Annotated[Optional[str], typer.Option(help="eps of the white-box/black-box table (default: the transfer documents' largest).")] = None,
 ) -> None:
-    """Print the white-box/black-box table (paper 004, Table 1) and write plots (Kurakin 2017, Fig. 1) and Markdown."""
+    """Print the white-box/black-box table (adversarial networks, Table 1); write plots (Kurakin 2017) and Markdown."""
     from advframe.checkpoint import atomic_write_text
     from advframe.report import (MissingDependencyError, load_documents, markdown as to_markdown, plot_curves,
                                  white_black_table)
@@ -38,7 +38,7 @@ def report_command(
     header, rows, used = white_black_table(evals, transfers, chosen)
     if rows and used is not None:
         title = (f"white-box and black-box top-1 accuracy · eps={used:g} "
-                 f"(paper 004, Table 1: attack = white-box, attack(S) = examples made on S)")
+                 f"(adversarial networks, Table 1: attack = white-box, attack(S) = examples made on S)")
         render.console.print(render.simple_table(title, header, rows))
     missing = None
     if plot is not None:
