@@ -63,7 +63,7 @@ class GeneratorAttack(Attack):
     Args:
         checkpoint: path of a checkpoint of ``advframe train --defense advnet`` or
             ``advframe train-generator``.
-        seed: seed of G2's Gaussian z; ``None`` (default) draws from torch's global RNG, which
+        seed (int | None): seed of G2's Gaussian z; ``None`` (default) draws from torch's global RNG, which
             the evaluator seeds per batch (reproducible runs and resumes).
     """
 

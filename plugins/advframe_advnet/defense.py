@@ -75,7 +75,7 @@ class AdversarialNetworks(Defense):
         lam: λ of Eq. 4 (default 1).
         gamma: γ of Eq. 5 (default 0.01; 0 turns the regularisation off).
         hvp: ``finite_difference`` (default, §3.1) or ``exact`` (double backprop, one process only).
-        h: finite-difference step (default ``g_lr / 10``).
+        h (float | None): finite-difference step (default ``g_lr / 10``).
         g_steps: generator steps per classifier step (default 5).
         g_optimizer: ``adam`` (default) or ``sgd``.
         g_lr: η_G (default 0.002).
