@@ -37,14 +37,18 @@ __all__ = ["SCHEMA", "AttackSpec", "EvalResult", "Violation", "classify", "evalu
 
 @dataclass
 class EvalResult:
-    """What :func:`evaluate` returns; :meth:`to_dict` gives the results document."""
+    """What :func:`evaluate` returns; :meth:`to_dict` gives the results document.
+
+    Top-5 accuracies (``clean_top5``, each run's ``top5``) are None when the model
+    scores 5 classes or fewer: the label is then always among the top 5.
+    """
 
     model: str
     dataset: str
     split: str
     examples: int
     clean_top1: float
-    clean_top5: float
+    clean_top5: float | None
     runs: list[dict[str, Any]]
     violations: list[Violation] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
@@ -113,6 +117,7 @@ class _Evaluation:
         self.clean = RunTally()
         self.violations: list[Violation] = []
         self.done: set[int] = set()
+        self.classes: int | None = None  # classes the model scores (from the first batch)
         self.state_file = Path(opts.state_path) if opts.state_path is not None else None
         self._load_state()
 
@@ -138,6 +143,7 @@ class _Evaluation:
             self.worst.rows = {k: RunTally.from_state(v) for k, v in state["worst_case"].items()}
         self.violations = [Violation(**v) for v in state["violations"]]
         self.done = set(state["done"])
+        self.classes = state.get("classes")
 
     def _save_state(self) -> None:
         if self.state_file is None:
@@ -146,7 +152,7 @@ class _Evaluation:
             "config": self.config, "tallies": {k: v.to_state() for k, v in self.tallies.items()},
             "clean": self.clean.to_state(), "violations": [v.__dict__ for v in self.violations],
             "worst_case": {k: v.to_state() for k, v in self.worst.rows.items()} if self.worst else None,
-            "done": sorted(self.done)}))
+            "done": sorted(self.done), "classes": self.classes}))
 
     def starts(self) -> list[int]:
         """This process's batches (first example of each), a strided share of all."""
@@ -159,6 +165,7 @@ class _Evaluation:
         x, y = self.source.batch(start, min(start + o.batch_size, len(self.source)))
         x, y = x.to(self.device), y.to(self.device)
         clean_scores, clean_pred, clean_ok, clean_top5 = classify(self.model, x, y)
+        self.classes = int(clean_scores.shape[1])
         self.clean.add(examples=int(y.shape[0]), top1=int(clean_ok.sum()), top5=int(clean_top5.sum()))
         tgt = _targets(o.target, y, clean_scores, o.seed, start) if o.targeted else None
         if self.worst is not None:
@@ -202,6 +209,12 @@ class _Evaluation:
             self.violations = distributed.all_gather_objects(self.violations)
             if self.worst is not None:
                 self.worst.rows = {k: distributed.all_reduce_tally(v, self.device) for k, v in self.worst.rows.items()}
+            self.classes = max([c for c in distributed.all_gather_objects([self.classes]) if c], default=None)
+
+    def reports_top5(self) -> bool:
+        """Whether top-5 means anything: more than 5 classes (else the label is always in the top 5)."""
+        classes = self.classes if self.classes is not None else getattr(self.source.data, "num_classes", None)
+        return classes is None or classes > 5
 
     def run_entry(self, spec: AttackSpec, threat: ThreatModel, t: RunTally) -> dict[str, Any]:
         """One entry of the results document's ``runs``."""
@@ -209,7 +222,7 @@ class _Evaluation:
         uses_label = bool(spec.attack.uses_true_label)
         return {
             "attack": spec.name, "eps": threat.eps, "norm": threat.norm, "targeted": self.opts.targeted,
-            "params": spec.params, "top1": top1, "top5": ratio(t.top5, t.examples),
+            "params": spec.params, "top1": top1, "top5": ratio(t.top5, t.examples) if self.reports_top5() else None,
             "success_rate": ratio(t.hit_target, t.examples) if self.opts.targeted else ratio(t.flipped,
                                                                                              t.clean_correct),
             "accuracy_ratio": ratio(top1, clean_top1) if top1 is not None and clean_top1 else None,
@@ -235,7 +248,8 @@ class _Evaluation:
         name = o.model_name or model_label(self.model)
         return EvalResult(model=name, dataset=self.source.name, split=self.source.split,
                           examples=self.clean.examples, clean_top1=ratio(self.clean.top1, self.clean.examples) or 0.0,
-                          clean_top5=ratio(self.clean.top5, self.clean.examples) or 0.0, runs=runs,
+                          clean_top5=(ratio(self.clean.top5, self.clean.examples) or 0.0) if self.reports_top5()
+                          else None, runs=runs,
                           violations=self.violations,
                           meta={"seed": o.seed, "batch_size": o.batch_size, "bounds": list(self.source.bounds),
                                 "target_mode": o.target if o.targeted else None, "processes": self.world,
@@ -262,13 +276,17 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[Any] | None = None, 
         An :class:`EvalResult`.
     """
     run = _Evaluation(model, data, attacks, eps, EvalOptions.of(options))
-    starts = run.starts()
-    for bi, start in enumerate(starts):
+    sizes = {start: min(start + run.opts.batch_size, len(run.source)) - start for start in run.starts()}
+    total = sum(sizes.values())
+    done = sum(n for start, n in sizes.items() if start in run.done)
+    # one event before the first batch, so a progress bar starts its clock (and shows) at once
+    emit(run.opts.progress, "evaluate", done, total, clean_top1=ratio(run.clean.top1, run.clean.examples))
+    for start, n in sizes.items():
         if start in run.done:
             continue
         run.batch(start)
-        emit(run.opts.progress, "evaluate", bi + 1, len(starts), examples=run.clean.examples,
-             clean_top1=ratio(run.clean.top1, run.clean.examples))
+        done += n
+        emit(run.opts.progress, "evaluate", done, total, clean_top1=ratio(run.clean.top1, run.clean.examples))
     run.reduce()
     result = run.result()
     if run.state_file is not None and run.rank == 0 and run.state_file.exists():

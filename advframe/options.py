@@ -59,7 +59,9 @@ class RunOptions(Settings):
         seed: seeds random starts, random targets and noise, per batch position (see
             :func:`advframe.engine.attack_seed`).
         bounds: valid input range (default: the data set's, else (0, 1)).
-        progress: callback receiving :class:`~advframe.progress.ProgressEvent`.
+        progress: callback receiving :class:`~advframe.progress.ProgressEvent` objects
+            (:func:`advframe.evaluate` sends task ``"evaluate"``, counted in examples: one
+            event before the first batch, then one after each batch).
         strict: raise :class:`~advframe.errors.ThreatViolation` on the first refused batch.
     """
 

@@ -145,7 +145,7 @@ EVAL_RUN_FIELDS = {"attack": "str", "eps": "num", "norm": "str", "targeted": "bo
 def eval_document_problem(doc: dict[str, Any]) -> str | None:
     """What is wrong with an ``advframe.eval/1`` document (the keys a report reads), or None."""
     problem = fields_problem("", doc, EVAL_FIELDS) or fields_problem("clean", doc["clean"],
-                                                                        {"top1": "fraction", "top5": "fraction"})
+                                                                      {"top1": "fraction", "top5": "fraction?"})
     if problem:
         return problem
     for i, run in enumerate(doc["runs"]):
@@ -191,13 +191,17 @@ def markdown(evals: list[dict[str, Any]], others: list[dict[str, Any]], eps: flo
     if plot:
         parts += [f"![accuracy and accuracy ratio against eps]({plot})", ""]
     for d in evals:
+        top5 = d["clean"].get("top5") is not None or any(r.get("top5") is not None for r in d["runs"])
+        clean = f"Clean top-1 {pct(d['clean']['top1'])}" + (f", top-5 {pct(d['clean']['top5'])}" if top5 else "")
         parts += [f"## {d['model']} on {d['dataset']}/{d['split']} ({d['examples']} examples)", "",
-                  f"Clean top-1 {pct(d['clean']['top1'])}, top-5 {pct(d['clean']['top5'])}. Accuracy ratio = "
-                  "adversarial / clean top-1 accuracy (Kurakin et al. 2017, §4.3).", ""]
-        rows = [[r["attack"] + (" (targeted)" if r.get("targeted") else ""), f"{r['eps']:g}", pct(r["top1"]),
-                 pct(r["top5"]), "—" if r.get("accuracy_ratio") is None else f"{r['accuracy_ratio']:.3f}",
-                 str(r.get("violations", 0))] for r in d["runs"]]
-        parts += [md_table(["attack", "eps", "top-1", "top-5", "accuracy ratio", "violations"], rows), ""]
+                  f"{clean}. Accuracy ratio = adversarial / clean top-1 accuracy (Kurakin et al. 2017, §4.3).", ""]
+        rows = [[r["attack"] + (" (targeted)" if r.get("targeted") else ""), f"{r['eps']:g}", pct(r["top1"])]
+                + ([pct(r["top5"])] if top5 else [])
+                + ["—" if r.get("accuracy_ratio") is None else f"{r['accuracy_ratio']:.3f}",
+                   str(r.get("violations", 0))]
+                for r in d["runs"]]
+        header = ["attack", "eps", "top-1"] + (["top-5"] if top5 else []) + ["accuracy ratio", "violations"]
+        parts += [md_table(header, rows), ""]
     for schema, layout in layouts().items():
         text = layout.markdown(evals, [d for d in others if d.get("schema") == schema], eps)
         if text:

@@ -213,7 +213,9 @@ class TrainOptions(Settings):
         resume: continue from ``out`` when it exists.
         device: ``auto`` (cuda when available), ``cpu``, ``cuda``, ``cuda:1`` ...
         progress: callback receiving events ``"epoch k"`` (batches done of the epoch) with
-            ``loss`` and the defense's statistics (``clean_acc``, ``adv_acc``...).
+            the epoch's means so far of ``loss`` and of the defense's statistics
+            (``clean_acc``, ``adv_acc``...), weighted by examples: the last event of an
+            epoch carries the numbers of its ``history`` entry (and of ``final_loss``).
         dataset_name: data-set name stored in the checkpoint (default: ``data.name``).
         threat: the threat model (a :class:`~advframe.ThreatModel` or its dict) handed to
             the defense in its ``setup`` context and stored in the checkpoint (default:
@@ -455,8 +457,10 @@ class _Training:
             self.step += 1
             self.batch += 1
             add_to_epoch(self.sums, len(idx), {"loss": loss, **stats})
-            if self.rank == 0:
-                emit(o.progress, f"epoch {self.epoch + 1}", self.batch, self.per_epoch, loss=loss, **stats)
+            if self.rank == 0:  # the epoch's means so far: at its end, the numbers its history entry holds
+                seen = self.sums["examples"]
+                emit(o.progress, f"epoch {self.epoch + 1}", self.batch, self.per_epoch,
+                     **{k: v / seen for k, v in self.sums.items() if k != "examples"})
             if o.checkpoint_every is not None and self.step % o.checkpoint_every == 0:
                 self.checkpoint()
         close_epoch(self.history, self.sums, self.epoch, self.step)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Paper 004 Table 1 (shape) on mnist5k: D1 classifiers trained standard (A, A'), with
+# Table 1 of the adversarial-networks paper (shape) on mnist5k: D1 classifiers trained standard (A, A'), with
 # pgd_at (B, B') and with advnet (C, C'); white-box FGS and PGD at eps 0.3, and FGS/PGD
 # transferred from the independently seeded copies A', B', C'.
 #
 # Usage: bash benchmarks/advnet_table1.sh OUT_DIR [EPOCHS]
-# Training follows paper 004 §4.1 (SGD lr 0.01, momentum 0.9, weight decay 1e-3, batch 64)
+# Training follows the adversarial-networks paper §4.1 (SGD lr 0.01, momentum 0.9, weight decay 1e-3, batch 64)
 # for EPOCHS passes over the 4,000 training digits instead of its 200k iterations, except
 # pgd_at: from scratch it stayed at chance (loss ln 10) for 3-4 epochs with that SGD setting
 # and with Adam, so it uses Adam (lr 0.001, no weight decay, the setting that trained
@@ -38,6 +38,6 @@ advframe transfer --source-model "$out/standard_s1.safetensors" --source-model "
   --source-model "$out/advnet_s1.safetensors" --target-model "$out/standard_s0.safetensors" \
   --target-model "$out/pgd_at_s0.safetensors" --target-model "$out/advnet_s0.safetensors" "${attack[@]}" \
   --output "$out/transfer.json" --markdown "$out/transfer.md"
-# the table in paper 004's Table 1 layout
+# the table in the adversarial-networks paper's Table 1 layout
 advframe report "$out"/white_standard.json "$out"/white_pgd_at.json "$out"/white_advnet.json \
   "$out/transfer.json" --eps 0.3 --markdown "$out/table1.md"

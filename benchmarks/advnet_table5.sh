@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Paper 004 Table 5 (shape) on mnist5k: generators trained against the FIXED standard model A,
+# Table 5 of the adversarial-networks paper (shape) on mnist5k: generators trained against the FIXED standard model A,
 # then used as attacks (eps 0.3) on A, on its independently seeded copy A', on the pgd_at
 # model B and on the advnet model C. Needs the checkpoints of advnet_table1.sh in OUT_DIR.
 #

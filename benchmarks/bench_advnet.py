@@ -1,4 +1,4 @@
-"""Time one ``advnet`` training step (paper 004) against a bare PyTorch step doing the same passes.
+"""Time one ``advnet`` training step (adversarial networks) against a bare PyTorch step doing the same passes.
 
 A step of the defense, through the training loop's ``train_step``: 5 generator ascent
 steps (G forward, D forward, backward to G, Adam step), then the classifier step with the

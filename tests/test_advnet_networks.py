@@ -1,4 +1,4 @@
-"""Paper 004's networks and objective: generator heads, D1/D2 shapes, and the finite-difference
+"""The adversarial-networks paper's networks and objective: generator heads, D1/D2 shapes, and the finite-difference
 Hessian-vector product of §3.1 against double backpropagation."""
 
 from __future__ import annotations

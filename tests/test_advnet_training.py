@@ -1,5 +1,5 @@
 """The advnet defense, generator training against a fixed classifier, and the generator attack
-(paper 004): checkpoints hold both networks, resume is exact, the attack loads G alone."""
+(adversarial networks): checkpoints hold both networks, resume is exact, the attack loads G alone."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_advnet_rejects_bad_parameters(params, match):
 
 
 def test_a_generator_trained_against_a_fixed_model_lowers_its_accuracy():
-    """Paper 004 Table 5's pattern: G trained against the fixed standard model fools it."""
+    """The pattern of Table 5 of the adversarial-networks paper: G trained against the fixed standard model fools it."""
     model = advframe.load_model("mnist_cnn_standard")
     result = train_generator(model, tiny(512), generator="g1", width=2, eps=0.3, epochs=8, batch_size=32,
                              optimizer="adam", lr=0.01, seed=1, out=None)

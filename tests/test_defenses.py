@@ -154,7 +154,7 @@ def test_ensemble_at_uses_static_source_and_formula(tmp_path):
         per = [F.cross_entropy(model(z), y, reduction="sum") for z in (x, fgsm_pred, step_ll)]
         expected = (per[0] + 0.5 * (per[1] + per[2])) / (32 * (1 + 0.5 * 2))
     assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
-    assert d.source(model, 1) is static  # static models only (paper 004 §4.4)
+    assert d.source(model, 1) is static  # static models only (adversarial networks §4.4)
     d.include_current = True
     assert d.source(model, 1) is model
 

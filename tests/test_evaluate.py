@@ -133,7 +133,7 @@ def test_resume_from_partial_state(tmp_path):
 
     def stop_after_two(event):
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 3:  # the event before the first batch, then one per batch: stop after two batches
             raise Interrupt
 
     with pytest.raises(Interrupt):
@@ -144,7 +144,7 @@ def test_resume_from_partial_state(tmp_path):
     seen = []
     resumed = advframe.evaluate(net, (x, y), attacks=[SignStep()], eps=[0.05], batch_size=30, state_path=state,
                                 progress=lambda e: seen.append(e.completed))
-    assert seen == [3, 4]   # only the remaining batches ran
+    assert seen == [60, 90, 120]   # counted in examples: 60 already done, only the remaining batches ran
     assert resumed.runs[0]["top1"] == full.runs[0]["top1"] and resumed.examples == 120
     assert not state.exists()
 
@@ -168,3 +168,22 @@ def test_plain_module_with_registered_attack_on_the_embedded_data():
     assert run["attack"] == "iter_ll" and run["violations"] == 0
     assert run["max_perturbation"] <= 8 / 255 + 1e-6
     assert run["top1"] <= r.clean_top1
+
+
+def test_top5_is_null_and_not_shown_for_five_classes_or_fewer():
+    from advframe.cli.render import eval_table
+    from advframe.report import eval_document_problem, markdown
+
+    net, x, y = linear_problem(k=4)
+    doc = advframe.evaluate(net, (x, y), attacks=[SignStep()], eps=[0.05], batch_size=50).to_dict()
+    assert "top5" in doc["clean"] and doc["clean"]["top5"] is None   # the key stays, with null
+    assert all("top5" in r and r["top5"] is None for r in doc["runs"])
+    assert eval_document_problem(doc) is None
+    table = eval_table(doc)
+    assert "top-5" not in [c.header for c in table.columns] and "top-5" not in str(table.title)
+    assert "top-5" not in markdown([doc], [])
+
+    net, x, y = linear_problem(k=6)
+    doc = advframe.evaluate(net, (x, y), attacks=[SignStep()], eps=[0.05], batch_size=50).to_dict()
+    assert doc["clean"]["top5"] is not None and doc["runs"][0]["top5"] is not None
+    assert "top-5" in [c.header for c in eval_table(doc).columns] and "top-5" in markdown([doc], [])

@@ -156,3 +156,31 @@ def test_import_advframe_does_not_import_typer() -> None:
     code = ("import sys, advframe; advframe.plugins.registry(); import advframe_codeword; "
             "assert 'typer' not in sys.modules and 'rich' not in sys.modules and 'matplotlib' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_plot_labels_each_model_with_its_own_layers() -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from advframe_codeword.cli import lipschitz_figure
+
+    shallow = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 10 * 10, 3))
+    deep = nn.Sequential()
+    deep.add_module("stem", nn.Conv2d(1, 2, 3))
+    deep.add_module("mid", nn.Conv2d(2, 2, 3))
+    deep.add_module("top", nn.Conv2d(2, 2, 3))
+    deep.add_module("flat", nn.Flatten())
+    deep.add_module("fc", nn.Linear(2 * 6 * 6, 3))
+    reports = [lipschitz_bounds(shallow, 12, name="shallow"), lipschitz_bounds(deep, 12, name="deep")]
+    fig = lipschitz_figure(reports)
+    try:
+        axes = fig.axes
+        assert len(axes) == 2
+        assert [t.get_text() for t in axes[0].get_xticklabels()] == ["0"]
+        assert [t.get_text() for t in axes[1].get_xticklabels()] == ["stem", "mid", "top"]
+        assert [len(a.patches) for a in axes] == [1, 3]
+        assert axes[0].get_title().startswith("shallow") and axes[1].get_title().startswith("deep")
+        assert all("layer" in a.get_xlabel() for a in axes)
+        assert "Lipschitz" in axes[0].get_ylabel() and "Lipschitz" in fig.get_suptitle()
+    finally:
+        plt.close(fig)

@@ -52,7 +52,7 @@ def docs(tmp_path: Path) -> list[Path]:
     return paths
 
 
-def test_curves_and_paper_004_table(docs: list[Path]) -> None:
+def test_curves_and_white_black_table(docs: list[Path]) -> None:
     evals, transfers = load_documents(docs)
     assert len(evals) == 2 and len(transfers) == 1
     c = next(c for c in curves(evals) if c.model == "A" and c.attack == "fgsm")

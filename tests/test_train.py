@@ -54,6 +54,12 @@ def test_train_learns_and_reports_progress():
     assert events[0].task == "epoch 1" and events[-1].task == "epoch 4"
     assert events[-1].completed == events[-1].total == 5 and "loss" in events[-1].info
     assert "clean_acc" in events[-1].info
+    # the bar's numbers are the epoch's running means: each epoch's last event is its history entry
+    for k, entry in enumerate(r.history, start=1):
+        last = [e for e in events if e.task == f"epoch {k}"][-1]
+        assert last.info["loss"] == pytest.approx(entry["loss"])
+        assert last.info["clean_acc"] == pytest.approx(entry["clean_acc"])
+    assert events[-1].info["loss"] == pytest.approx(r.final_loss)  # what 'advframe train' prints at the end
 
 
 def test_same_seed_same_weights_other_seed_other_weights():

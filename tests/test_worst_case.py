@@ -82,7 +82,7 @@ def test_worst_case_resumes_from_its_partial_state(tmp_path):
         pass
 
     def stop(event):
-        if event.completed == 2:
+        if event.completed == 40:  # examples: two batches of 20
             raise Interrupt
 
     with pytest.raises(Interrupt):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -104,10 +105,10 @@ def eval_command(
     limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N examples (prefixes of a shipped split such as mnist5k are class-balanced: N = 10k holds k of each class).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for random starts, targets and noise.")] = 0,
-    output: Annotated[Optional[Path], typer.Option(help="Write the results document (JSON) here.")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Write the results document (JSON) here; '-' writes it to stdout (the tables then go to stderr).")] = None,
     resume: Annotated[bool, typer.Option(help="Resume an interrupted run of the same command (needs --output).")] = False,
     label_leaks: Annotated[Optional[bool], typer.Option(help="Measure label leaking with the predicted-label twin: by default for one-step attacks that read the true label (where it happens); --label-leaks for every attack that reads it; --no-label-leaks for none.")] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars (on stderr): examples done, elapsed time and time left, then the checks.")] = True,
     checks: Annotated[bool, typer.Option(help="Run the gradient-masking and attack-failure checks after the attacks.")] = True,
     devices: Annotated[int, typer.Option(help="Processes to evaluate on (batches are shared out, counts summed); also works under torchrun.")] = 1,
     worst_case: Annotated[bool, typer.Option("--worst-case", help="Worst-case robust accuracy over the --attack list in the given order: a later attack runs only on examples still robust.")] = False,
@@ -121,7 +122,12 @@ def eval_command(
     from advframe.dataset import check_fits
     from advframe.threat import ThreatModel
 
-    check_output_path(output, "--output")
+    to_stdout = output is not None and str(output) == "-"
+    if to_stdout:
+        if resume:
+            raise ParameterError("--resume needs --output FILE.json (the partial state is kept beside it), not '-'")
+    else:
+        check_output_path(output, "--output")
     check_seed(seed)
     check_positive(batch_size, "--batch-size", "examples per batch")
     check_positive(limit, "--limit", "examples")
@@ -140,7 +146,7 @@ def eval_command(
                                                 model_param=model_param, normalize=normalize, untrained=untrained)
     check_fits(net, data, dev, model_name)
     suffix = ".partial" if world == 1 else f".partial.rank{rank}"
-    state = Path(str(output) + suffix) if output is not None else None
+    state = Path(str(output) + suffix) if output is not None and not to_stdout else None
     keeper = PartialState(state, resume, keep=rank == 0)
     with render.progress_bar(progress and rank == 0) as cb:
         result = advframe.evaluate(net, data, attacks=specs, eps=grid, norm=norm, targeted=targeted, target=target,
@@ -154,16 +160,21 @@ def eval_command(
                 state.unlink()
             return
         if checks:
-            from advframe.checks import run_checks
+            from advframe.checks import CheckOptions, run_checks
+            from advframe.progress import emit
 
+            emit(cb, "checks", 0, len(CheckOptions().names()))  # the checks' bar starts with them
             run_checks(net, data, result, attacks={s.name: s.attack for s in specs}, device=dev, seed=seed, progress=cb)
     doc = result.to_dict()
-    render.console.print(render.eval_table(doc))
+    out = render.err_console if to_stdout else render.console  # '--output -': stdout holds the JSON only
+    out.print(render.eval_table(doc))
     if doc["checks"]:
-        render.console.print(render.checks_table(doc["checks"]))
+        out.print(render.checks_table(doc["checks"]))
     for v in result.violations:
         render.err_console.print(f"[red]refused:[/red] {v.describe()}")
-    if output is not None:
+    if to_stdout:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    elif output is not None:
         atomic_write_text(output, json.dumps(doc, indent=2))
         render.console.print(f"results written to {output}")
     keeper.discard()

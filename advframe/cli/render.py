@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, Task, TaskID, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.table import Table
 from rich.text import Text
 
@@ -22,21 +23,67 @@ console = Console(width=_WIDTH)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() or os.environ.get("COLUMNS") else 160)
 
 
+# What each task of the library's progress events counts, for the bar's label.
+UNITS = {"evaluate": "examples", "checks": "checks", "epoch": "batches"}
+
+
+def _unit(task: str) -> str:
+    return UNITS.get(task.split(" ", 1)[0], "")
+
+
+class RunRemainingColumn(TimeRemainingColumn):
+    """Time left, from the average speed since the task started (not rich's 30 s window).
+
+    rich's estimate needs two updates inside its window, so with batches slower than
+    that it never shows one; this one shows after the first finished unit.
+    """
+
+    def render(self, task: Task) -> Text:
+        """``eta H:MM:SS``; ``eta -:--:--`` before the first unit is done."""
+        if task.finished or task.total is None:
+            return Text("")
+        done = task.completed - task.fields.get("first", 0)
+        elapsed = task.elapsed
+        if done <= 0 or not elapsed:
+            return Text("eta -:--:--", style="progress.remaining")
+        left = int(elapsed * (task.total - task.completed) / done)
+        return Text(f"eta {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}", style="progress.remaining")
+
+
+def progress_display() -> Progress:
+    """The progress display of every command: on the stderr console, so stdout keeps only results."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), RunRemainingColumn(),
+                    TextColumn("{task.fields[info]}"), console=err_console, transient=False)
+
+
 @contextmanager
-def progress_bar(enabled: bool = True) -> Iterator[Any]:
-    """A callback for :class:`ProgressEvent` that draws one bar per task on stderr."""
+def progress_bar(enabled: bool = True, labels: dict[str, str] | None = None) -> Iterator[Any]:
+    """A callback for :class:`ProgressEvent` that draws one bar per task on stderr.
+
+    A task's bar appears at its first event (the library sends one before the first
+    unit of work, so elapsed time and the bar start with the work); it shows units done
+    of the total, what they count, elapsed time, the time left and the event's info.
+
+    Args:
+        enabled: False gives no callback (None) and draws nothing.
+        labels: names to show for info keys (e.g. ``{"loss": "epoch mean loss"}``).
+
+    Yields:
+        The callback, or None when disabled.
+    """
     if not enabled:
         yield None
         return
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err_console,
-                        transient=False, disable=not err_console.is_terminal and False)
-    tasks: dict[str, int] = {}
+    progress = progress_display()
+    names = labels or {}
+    tasks: dict[str, TaskID] = {}
 
     def callback(event: ProgressEvent) -> None:
-        info = "  ".join(f"{k}={_fmt(v)}" for k, v in event.info.items() if v is not None)
+        info = "  ".join(f"{names.get(k, k)}={_fmt(v)}" for k, v in event.info.items() if v is not None)
         if event.task not in tasks:
-            tasks[event.task] = progress.add_task(event.task, total=event.total, info=info)
+            tasks[event.task] = progress.add_task(event.task, total=event.total, completed=event.completed,
+                                                  info=info, unit=_unit(event.task), first=event.completed)
         progress.update(tasks[event.task], completed=event.completed, total=event.total, info=info)
 
     with progress:
@@ -54,20 +101,28 @@ def pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.1f}%"
 
 
+def has_top5(doc: dict[str, Any]) -> bool:
+    """Whether a results document reports top-5 (None for 5 classes or fewer)."""
+    return doc["clean"].get("top5") is not None or any(r.get("top5") is not None for r in doc["runs"])
+
+
 def eval_table(doc: dict[str, Any]) -> Table:
-    """The table of an evaluation results document."""
+    """The table of an evaluation results document (no top-5 column where top-5 is not reported)."""
     clean = doc["clean"]
+    top5 = has_top5(doc)
     table = Table(title=f"{doc['model']} on {doc['dataset']}/{doc['split']} · {doc['examples']} examples · "
-                        f"clean top-1 {pct(clean['top1'])}, top-5 {pct(clean['top5'])}")
+                        f"clean top-1 {pct(clean['top1'])}" + (f", top-5 {pct(clean['top5'])}" if top5 else ""))
     worst = doc.get("worst_case") or []
     if worst:
         return worst_case_table(doc, table)
     for col in ("attack", "eps", "norm", "top-1", "top-5", "success", "acc. ratio", "label leaks",
                 "max pert.", "violations", "grad evals", "seconds"):
-        table.add_column(col, justify="left" if col in ("attack", "norm") else "right")
+        if col != "top-5" or top5:
+            table.add_column(col, justify="left" if col in ("attack", "norm") else "right")
     for r in doc["runs"]:
         name = r["attack"] + (" (targeted)" if r["targeted"] else "")
-        table.add_row(name, f"{r['eps']:.4g}", r["norm"], pct(r["top1"]), pct(r["top5"]), pct(r["success_rate"]),
+        cells = [name, f"{r['eps']:.4g}", r["norm"], pct(r["top1"])] + ([pct(r["top5"])] if top5 else [])
+        table.add_row(*cells, pct(r["success_rate"]),
                       "—" if r["accuracy_ratio"] is None else f"{r['accuracy_ratio']:.3f}",
                       "—" if r["label_leaks"] is None else str(r["label_leaks"]),
                       f"{r['max_perturbation']:.4g}", str(r["violations"]), _passes(r), f"{r['seconds']:.2f}")

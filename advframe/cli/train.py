@@ -36,7 +36,7 @@ def train_command(
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Also write the checkpoint every N steps.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from --out if it exists.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars (on stderr): batches of each epoch with the epoch's mean loss so far, the number printed at the end.")] = True,
     devices: Annotated[int, typer.Option(help="Processes to train on with DistributedDataParallel (gloo on CPU, nccl on CUDA); --batch-size is the global minibatch.")] = 1,
     amp: Annotated[bool, typer.Option(help="bf16 autocast of the forward passes (CUDA only).")] = False,
 ) -> None:
@@ -72,7 +72,8 @@ def train_command(
     rank, _ = distributed.rank_and_world()
     data = advframe.load_dataset(dataset, split="train", data_dir=data_dir)
     check_fits(net if not isinstance(net, str) else _build(model, model_config), data, "cpu", arch or model)
-    with render.progress_bar(progress and rank == 0) as cb:
+    # the bar shows the epoch's running means; its last value is the summary's number
+    with render.progress_bar(progress and rank == 0, labels={"loss": "mean loss"}) as cb:
         result = advframe.train(net, data, model_config=model_config, defense=defense,
                                 defense_params=defense_params, epochs=epochs,
                                 batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
@@ -82,8 +83,8 @@ def train_command(
     distributed.shutdown()
     if rank != 0:
         return
-    render.console.print(f"trained {arch or model} with {defense}: {result.steps} steps, final loss "
-                         f"{result.final_loss:.4f}; checkpoint written to {out}")
+    render.console.print(f"trained {arch or model} with {defense}: {result.steps} steps, mean loss "
+                         f"{result.final_loss:.4g} over the last epoch; checkpoint written to {out}")
 
 
 def _build(model: str, config: dict) -> object:

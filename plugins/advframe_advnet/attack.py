@@ -1,4 +1,4 @@
-"""The trained generator as an attack (paper 004 §4.5): ``x_adv = clip(x + ε·G(x))``.
+"""The trained generator as an attack (adversarial networks §4.5): ``x_adv = clip(x + ε·G(x))``.
 
 Once trained, G needs no gradient and no knowledge of the classifier it attacks: it is
 one forward pass of the generator, so it spends no gradient evaluation.
@@ -52,7 +52,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Gene
 
 
 class GeneratorAttack(Attack):
-    """A trained perturbation generator used as an attack (paper 004 §4.5, Table 5).
+    """A trained perturbation generator used as an attack (adversarial networks §4.5, Table 5).
 
     ``x_adv = clip(x + ε·G(x))`` with ``ε`` from the threat model and ``G`` loaded from
     ``checkpoint``, in eval mode. The generator's norm (linf: tanh head; l2: unit-L2 head)
@@ -63,7 +63,7 @@ class GeneratorAttack(Attack):
     Args:
         checkpoint: path of a checkpoint of ``advframe train --defense advnet`` or
             ``advframe train-generator``.
-        seed: seed of G2's Gaussian z; ``None`` (default) draws from torch's global RNG, which
+        seed (int | None): seed of G2's Gaussian z; ``None`` (default) draws from torch's global RNG, which
             the evaluator seeds per batch (reproducible runs and resumes).
     """
 

@@ -1,4 +1,4 @@
-"""The residual block of paper 004's appendix (its Figure 2), shared by D2 and the generators."""
+"""The residual block of the adversarial-networks paper's appendix (its Figure 2), shared by D2 and the generators."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""The classifiers of paper 004's appendix (its Figure 3): D1 for MNIST and D2, a ResNet for
+"""The classifiers of the adversarial-networks paper's appendix (its Figure 3): D1 for MNIST and D2, a ResNet for
 32×32 images.
 
-Paper 004 rescales inputs to [-1, 1]; these models take inputs in [0, 1] (the data sets'
+The adversarial-networks paper rescales inputs to [-1, 1]; these models take inputs in [0, 1] (the data sets'
 bounds) and do the rescaling inside ``forward`` (``(x − 0.5) / 0.5`` by default), so that
 threat models stay in the data's own scale.
 """
@@ -30,7 +30,7 @@ class _Rescaled(Classifier):
 
 
 class D1(_Rescaled):
-    """D1 of paper 004 (appendix, Figure 3a), the LeNet-5-like network of its MNIST experiments.
+    """D1 of the adversarial-networks paper (appendix, Figure 3a), the LeNet-5-like network of its MNIST experiments.
 
     conv2d(5,1,32) – ReLU – maxpool(2) – conv2d(5,1,64) – ReLU – maxpool(2) – FC(classes),
     with 'same' padding (28×28 → 7×7×64 before the FC layer).
@@ -61,7 +61,7 @@ class D1(_Rescaled):
 
 
 class D2(_Rescaled):
-    """D2 of paper 004 (appendix, Figure 3b): the standard ResNet for 32×32 inputs (ResNet-20).
+    """D2 of the adversarial-networks paper (appendix, Figure 3b): the standard ResNet for 32×32 inputs (ResNet-20).
 
     conv2d(3,1,16) – BN – ReLU, residual-block(3,1,16) ×3, residual-block(3,2,32),
     residual-block(3,1,32) ×2, residual-block(3,2,64), residual-block(3,1,64) ×2,

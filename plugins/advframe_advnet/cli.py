@@ -1,4 +1,4 @@
-"""``advframe train-generator``: train a generator against a fixed classifier (paper 004, Table 5).
+"""``advframe train-generator``: train a generator against a fixed classifier (adversarial networks, Table 5).
 
 Loaded only by the plugin's ``register_commands`` hook, so ``import advframe`` never
 imports typer or rich through this plugin.

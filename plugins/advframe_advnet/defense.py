@@ -1,4 +1,4 @@
-"""The ``advnet`` defense: a classifier and a generator trained as a minimax game (paper 004)."""
+"""The ``advnet`` defense: a classifier and a generator trained as a minimax game (adversarial networks)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def reduce_mean(n_local: int) -> Any:
 
 
 class AdversarialNetworks(Defense):
-    """Adversarial networks (paper 004, ICLR 2019 submission, §3): the classifier D_θ and a
+    """Adversarial networks (ICLR 2019 submission, §3): the classifier D_θ and a
     generator G_ψ of perturbations play the minimax game of its Eq. 4,
 
         ``min_θ max_ψ  mean l(D(x), y) + λ·mean l(D(clip(x + ε·G(x))), y)``.
@@ -75,7 +75,7 @@ class AdversarialNetworks(Defense):
         lam: λ of Eq. 4 (default 1).
         gamma: γ of Eq. 5 (default 0.01; 0 turns the regularisation off).
         hvp: ``finite_difference`` (default, §3.1) or ``exact`` (double backprop, one process only).
-        h: finite-difference step (default ``g_lr / 10``).
+        h (float | None): finite-difference step (default ``g_lr / 10``).
         g_steps: generator steps per classifier step (default 5).
         g_optimizer: ``adam`` (default) or ``sgd``.
         g_lr: η_G (default 0.002).
@@ -114,7 +114,7 @@ class AdversarialNetworks(Defense):
         self.gen: Generator | None = None
 
     def step_h(self) -> float:
-        """The finite-difference step h (paper 004 §3.1: η_G / 10 unless given)."""
+        """The finite-difference step h (adversarial networks §3.1: η_G / 10 unless given)."""
         return float(self.h) if self.h is not None else float(self.g_lr) / 10.0
 
     # -- set-up -----------------------------------------------------------------------------

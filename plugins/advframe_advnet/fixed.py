@@ -1,7 +1,7 @@
-"""Training a generator against a FIXED classifier (paper 004 §4.5, Table 5).
+"""Training a generator against a FIXED classifier (adversarial networks §4.5, Table 5).
 
 The generator G maximises the classifier's loss on ``clip(x + ε·G(x))``; the classifier
-does not move. Paper 004 runs SGD (step 0.01, momentum 0.9) for 200k iterations and
+does not move. The adversarial-networks paper runs SGD (step 0.01, momentum 0.9) for 200k iterations and
 reports the classifier's test accuracy under the trained G (its Table 5): the wide
 encoder–decoder G1 comes close to PGD against an undefended model.
 

@@ -1,7 +1,7 @@
-"""The generative networks of paper 004 (appendix, Figure 4): G1, G2, G3.
+"""The generative networks of the adversarial-networks paper (appendix, Figure 4): G1, G2, G3.
 
 Each generator maps its input to a perturbation DIRECTION ``d`` with ``‖d‖ ≤ 1`` in its
-norm: for linf the last layer is tanh (paper 004 §3: "adding a tanh layer as the final
+norm: for linf the last layer is tanh (adversarial networks §3: "adding a tanh layer as the final
 layer of the generator network G, which normalizes the output to the range of [-1, 1]");
 for l2 the output is divided by its per-example L2 norm ("appropriate normalization
 layers in the final layer of G"). The adversarial example is ``clip(x + ε·d)``
@@ -99,7 +99,7 @@ class Generator(nn.Module, metaclass=abc.ABCMeta):
 
 
 class EncoderDecoderGenerator(Generator):
-    """G1 (paper 004, Figure 4a): an encoder–decoder that takes the image.
+    """G1 (adversarial networks, Figure 4a): an encoder–decoder that takes the image.
 
     conv2d(3,1,k)–BN–ReLU, conv2d(3,2,k)–BN–ReLU, conv2d(3,2,2k)–BN–ReLU,
     residual-block(3,1,4k) ×6, then the shared decoder and the norm head.
@@ -120,7 +120,7 @@ class EncoderDecoderGenerator(Generator):
 
 
 class GaussianGenerator(Generator):
-    """G2 (paper 004, Figure 4b): a decoder from Gaussian ``z ∈ R^{(s/4)²·4k}``
+    """G2 (adversarial networks, Figure 4b): a decoder from Gaussian ``z ∈ R^{(s/4)²·4k}``
     (256k for 32×32 images), reshaped to ``4k × s/4 × s/4``; it sees neither image nor label."""
 
     kind = "g2"
@@ -136,7 +136,7 @@ class GaussianGenerator(Generator):
 
 
 class LabelGenerator(Generator):
-    """G3 (paper 004, Figure 4c): a decoder from the one-hot label, FC(256k) then reshape
+    """G3 (adversarial networks, Figure 4c): a decoder from the one-hot label, FC(256k) then reshape
     (``(s/4)²·4k`` units in general); after training, one perturbation per class."""
 
     kind = "g3"

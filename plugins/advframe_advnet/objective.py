@@ -1,4 +1,4 @@
-"""The minimax objective of paper 004 and its regularised classifier gradient.
+"""The minimax objective of the adversarial-networks paper and its regularised classifier gradient.
 
 Eq. 4: ``F(θ, ψ) = mean l(D_θ(x), y) + λ · mean l(D_θ(clip(x + ε·G_ψ(x))), y)``, minimised
 over the classifier θ and maximised over the generator ψ (means over the minibatch; ``l``

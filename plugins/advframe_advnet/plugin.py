@@ -1,4 +1,4 @@
-"""Hook implementations of the advframe_advnet plugin (paper 004)."""
+"""Hook implementations of the advframe_advnet plugin (adversarial networks)."""
 
 from __future__ import annotations
 

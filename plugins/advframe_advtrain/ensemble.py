@@ -1,5 +1,5 @@
 """Ensemble adversarial training (Tramèr et al., ICLR 2018), as compared against in the
-ICLR 2019 adversarial-networks submission (paper 004, §4.4)."""
+ICLR 2019 adversarial-networks submission (§4.4)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class EnsembleAdversarialTraining(Defense):
     """Training on clean data enlarged with adversarial examples of STATIC models.
 
     Tramèr et al. (2018) decouple the generation of adversarial examples from the model
-    being trained: they come from fixed, pre-trained models. Following paper 004 §4.4,
+    being trained: they come from fixed, pre-trained models. Following the adversarial-networks paper (§4.4),
     every minibatch of ``n`` clean examples is enlarged with ``n`` adversarial examples per
     attack of ``attacks`` — FGSM with the PREDICTED label (``fgsm_pred``, no label leaking)
     and the least-likely step ``x − ε·sign ∇ₓJ(x, y_LL)`` (``step_ll``) — made on one source
@@ -40,10 +40,10 @@ class EnsembleAdversarialTraining(Defense):
             (e.g. ``mnist_cnn_standard``) of the static models; empty = the model being
             trained (then this is plain adversarial training with those attacks).
         attacks: comma-separated one-step attacks (default ``fgsm_pred,step_ll``).
-        eps: radius ε (default 0.3, paper 004's MNIST setting).
+        eps: radius ε (default 0.3, the adversarial-networks paper's MNIST setting).
         lam: weight λ of the adversarial examples (default 1.0).
         include_current: also rotate the model being trained into the sources (Tramèr's
-            variant; default False, paper 004 uses static models only).
+            variant; default False, the adversarial-networks paper uses static models only).
     """
 
     name = "ensemble_at"

@@ -34,7 +34,7 @@ class PGDAdversarialTraining(Defense):
         ramp_steps: warm-up: over the first ``ramp_steps`` training steps ε (and the PGD
             step) grow linearly from ε/ramp_steps to ε (default 0: no warm-up). From
             scratch, a network that sees ε = 0.3 PGD examples at once can stay at chance
-            for epochs (measured: paper 004's D1 on mnist5k, loss ln 10 for 3 epochs with
+            for epochs (measured: the adversarial-networks paper's D1 on mnist5k, loss ln 10 for 3 epochs with
             SGD or Adam); the ramp is the usual curriculum fix, not part of Madry et al.
 
     Random starts are seeded by ``(seed, step, rank)``, so a resumed run repeats them.

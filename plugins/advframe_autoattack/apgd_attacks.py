@@ -71,7 +71,7 @@ class APGDCE(_APGD):
     Args:
         steps: iterations N per restart (default 100, AutoAttack standard).
         restarts: runs, each on the examples still robust (default 1).
-        seed: seed of the random starts; ``None`` (default) uses torch's global RNG.
+        seed (int | None): seed of the random starts; ``None`` (default) uses torch's global RNG.
 
     Norms linf and l2; targetable; reads the true label.
     """
@@ -143,9 +143,9 @@ class APGDT(_APGD):
     Args:
         steps: iterations per run (default 100).
         restarts: runs per target class (default 1, AutoAttack standard).
-        n_target_classes: ``k``; ``None`` (default) = AutoAttack's 9 capped at
+        n_target_classes (int | None): ``k``; ``None`` (default) = AutoAttack's 9 capped at
             classes − 1; an explicit ``k`` needs at least ``k + 1`` classes.
-        seed: seed of the random starts; ``None`` (default) uses torch's global RNG.
+        seed (int | None): seed of the random starts; ``None`` (default) uses torch's global RNG.
 
     Needs at least 4 classes (targeted DLR). Norms linf and l2; not targetable; reads
     the true label.

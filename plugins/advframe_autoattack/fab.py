@@ -48,13 +48,13 @@ class FABT(Attack):
     Args:
         steps: iterations per run (default 100).
         restarts: runs per target class (default 1, AutoAttack standard).
-        n_target_classes: ``k``; ``None`` (default) = AutoAttack's 9 capped at
+        n_target_classes (int | None): ``k``; ``None`` (default) = AutoAttack's 9 capped at
             classes − 1; an explicit ``k`` needs at least ``k + 1`` classes.
         alpha_max: largest bias towards ``x_0`` (default 0.1).
         eta: overshoot of the projection (default 1.05).
         beta: pull-back towards ``x_0`` after a success (default 0.9).
         final_search: bisection steps after each run (default 0).
-        seed: seed of the random restarts; ``None`` (default) uses torch's global RNG.
+        seed (int | None): seed of the random restarts; ``None`` (default) uses torch's global RNG.
 
     Norms linf and l2; not targetable (the targets are internal); reads the true label.
     """

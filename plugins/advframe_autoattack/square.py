@@ -54,7 +54,7 @@ class Square(Attack):
         queries: iterations of the random search (default 5000, AutoAttack standard).
         p_init: initial fraction of the image a square covers (default 0.8, AutoAttack's
             standard for both norms; the paper uses 0.05 (linf) and 0.1 (l2) on ImageNet).
-        seed: seed of the random search; ``None`` (default) uses torch's global RNG.
+        seed (int | None): seed of the random search; ``None`` (default) uses torch's global RNG.
 
     Inputs must be image-shaped, ``(n, c, h, w)`` or ``(n, h, w)``. Norms linf and l2;
     untargeted; reads the true label; ``black_box = True``.

@@ -37,8 +37,18 @@ def lipschitz_table(report: LipschitzReport) -> Table:
     return table
 
 
-def plot_reports(reports: list[LipschitzReport], path: Path, kind: str = "conv") -> None:
-    """A grouped bar chart of the ``kind`` layers' bounds per model, like Saito & Roy Figure 4.
+def lipschitz_figure(reports: list[LipschitzReport], kind: str = "conv") -> Any:
+    """Bar charts of the ``kind`` layers' bounds, one panel per model, like Saito & Roy Figure 4.
+
+    Each panel is labelled with its own model's layer names (models differ in depth and
+    naming), and all panels share the y axis so that the bounds compare.
+
+    Args:
+        reports: the models' reports.
+        kind: the layers to show (``conv`` or ``linear``).
+
+    Returns:
+        The matplotlib figure.
 
     Raises:
         ParameterError: if matplotlib is not installed.
@@ -51,17 +61,32 @@ def plot_reports(reports: list[LipschitzReport], path: Path, kind: str = "conv")
     except ImportError:
         raise ParameterError("--plot needs matplotlib: pip install 'advframe[plot]' (or pip install matplotlib)"
                              ) from None
-    fig, ax = plt.subplots(figsize=(6, 4))
-    width = 0.8 / max(1, len(reports))
-    for i, report in enumerate(reports):
-        values = [layer.operator_norm for layer in report.layers if layer.kind == kind]
-        ax.bar([j + i * width for j in range(len(values))], values, width=width, label=report.model)
-    names = [layer.name for layer in reports[0].layers if layer.kind == kind]
-    ax.set_xticks([j + width * (len(reports) - 1) / 2 for j in range(len(names))], names)
-    ax.set_ylabel("upper Lipschitz bound (operator norm)")
-    ax.set_title(f"{kind} layers")
-    ax.legend()
+    what = "convolution" if kind == "conv" else "fully connected"
+    fig, axes = plt.subplots(1, len(reports), figsize=(1 + 4.5 * len(reports), 4.2), sharey=True, squeeze=False)
+    for ax, report in zip(axes[0], reports):
+        layers = [layer for layer in report.layers if layer.kind == kind]
+        ax.bar(range(len(layers)), [layer.operator_norm for layer in layers], color="tab:blue")
+        ax.set_xticks(range(len(layers)), [layer.name for layer in layers], rotation=30, ha="right")
+        ax.set_xlabel(f"{what} layer (in forward order)")
+        side = "x".join(map(str, report.input_shape[-2:]))
+        ax.set_title(f"{report.model} (input {side})")
+        if not layers:
+            ax.text(0.5, 0.5, f"no {what} layers", ha="center", va="center", transform=ax.transAxes)
+    axes[0][0].set_ylabel("operator norm: upper bound of the\nlayer's L2 Lipschitz constant")
+    fig.suptitle(f"Per-layer Lipschitz upper bounds of the {what} layers (FFT singular values)")
     fig.tight_layout()
+    return fig
+
+
+def plot_reports(reports: list[LipschitzReport], path: Path, kind: str = "conv") -> None:
+    """Write :func:`lipschitz_figure` of ``reports`` as a PNG at ``path``.
+
+    Raises:
+        ParameterError: if matplotlib is not installed.
+    """
+    fig = lipschitz_figure(reports, kind)  # first: it reports a missing matplotlib
+    import matplotlib.pyplot as plt
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -72,7 +97,7 @@ def lipschitz_command(
     input_size: Annotated[int, typer.Option(help="Side n of the square inputs the bounds are computed for.")] = 28,
     in_channels: Annotated[Optional[int], typer.Option(help="Input channels (default: the first conv's).")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Write the bounds as JSON here.")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG bar chart of the conv layers' bounds (Figure 4).")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG bar chart of the conv layers' bounds, one panel per model (like Saito & Roy Figure 4).")] = None,
     arch: ArchListOption = None,
     model_param: ModelParamOption = None,
 ) -> None:

@@ -42,8 +42,8 @@ class IterBasic(_KurakinIterative):
     to the bounds after every step. Targeted: ``X_N - alpha · sign(∇x J(X_N, y_target))``.
 
     Args:
-        alpha: step size in the input scale; ``None`` (default) = one pixel, ``(hi - lo)/255``.
-        steps: iterations; ``None`` (default) = ``floor(min(eps + 4, 1.25 eps))`` with eps
+        alpha (float | None): step size in the input scale; ``None`` (default) = one pixel, ``(hi - lo)/255``.
+        steps (int | None): iterations; ``None`` (default) = ``floor(min(eps + 4, 1.25 eps))`` with eps
             in pixels of ``(hi - lo)/255`` (at least 1 for eps > 0).
 
     Presets: ``saito`` (Saito & Roy, Table 2: eps_iter 0.05, nb_iter 10). Norm linf;
@@ -69,8 +69,8 @@ class IterLL(_KurakinIterative):
     step's forward pass (no extra pass).
 
     Args:
-        alpha: step size; ``None`` (default) = one pixel, ``(hi - lo)/255``.
-        steps: iterations; ``None`` (default) = ``floor(min(eps + 4, 1.25 eps))``, eps in pixels.
+        alpha (float | None): step size; ``None`` (default) = one pixel, ``(hi - lo)/255``.
+        steps (int | None): iterations; ``None`` (default) = ``floor(min(eps + 4, 1.25 eps))``, eps in pixels.
 
     Norm linf; picks its own target, so not targetable by the caller; does not read the
     true label; spends exactly ``steps`` gradient evaluations (none for eps 0). Its

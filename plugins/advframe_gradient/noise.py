@@ -48,7 +48,7 @@ class RandSign(_NoiseAttack):
     does not read the label; no gradient evaluation.
 
     Args:
-        seed: noise seed; ``None`` (default) uses torch's global RNG.
+        seed (int | None): noise seed; ``None`` (default) uses torch's global RNG.
     """
 
     name = "rand_sign"
@@ -66,7 +66,7 @@ class RandNormal(_NoiseAttack):
     read the label; no gradient evaluation.
 
     Args:
-        seed: noise seed; ``None`` (default) uses torch's global RNG.
+        seed (int | None): noise seed; ``None`` (default) uses torch's global RNG.
     """
 
     name = "rand_normal"

@@ -146,7 +146,7 @@ class StepRnd(_OutputObjective):
     classes other than the PREDICTED one (so the true label is never read).
 
     Args:
-        seed: seed of the random targets; ``None`` (default) uses torch's global RNG.
+        seed (int | None): seed of the random targets; ``None`` (default) uses torch's global RNG.
 
     Norm linf; not targetable by the caller; one gradient evaluation.
     """

@@ -24,7 +24,7 @@ class PGD(IterativeAttack):
         step_size: step in the input scale; ``None`` (default) = ``2.5 · eps / steps``.
         restarts: random restarts (default 1).
         random_start: start from a uniform point of the ball (default True) or from x.
-        seed: seed of the random starts; ``None`` (default) uses torch's global RNG.
+        seed (int | None): seed of the random starts; ``None`` (default) uses torch's global RNG.
 
     Presets: ``madry`` (steps 40, step_size 0.01: MNIST, eps 0.3), ``saito`` (Saito &
     Roy Table 2: eps_iter 0.01, nb_iter 40). Norms linf and l2; targetable; reads the

@@ -18,6 +18,7 @@ from advframe.cli.outputs import check_output_paths
 from advframe.errors import DataError
 from advframe.options import resolve_attacks
 
+
 def _load_models(specs: list[str], device: str, cache: dict[str, Any], **user: Any) -> tuple[list[Any], list[str]]:
     """Load each distinct spec once (``cache``), so that a model named as source and target is one object.
 

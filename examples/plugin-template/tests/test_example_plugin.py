@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from importlib.metadata import PackageNotFoundError, distribution
 
 import pytest
 import torch
@@ -57,6 +58,30 @@ def test_bad_alpha_is_refused():
         RandomStartFGSM(alpha_fraction=1.5)
 
 
+def test_hooks_register_the_components():
+    """plugin.py's hooks on a fresh plugin host: works whether or not the plugin is installed."""
+    from advframe.plugins import PluginHost
+    from advframe_example import plugin
+
+    host = PluginHost()
+    info = host.add(plugin, "example", "advframe-example-plugin", "0.1.0")
+    assert info.status == "ok" and info.errors == []
+    assert set(info.hooks) == {"register_attacks", "register_datasets", "register_models"}
+    assert host.registry.get("attacks", "example_r_fgsm").factory is RandomStartFGSM
+    assert host.registry.get("datasets", "example_stripes").factory is Stripes
+    assert host.registry.get("models", "example_mlp").factory is ExampleMLP
+
+
+def _installed() -> bool:
+    try:
+        distribution("advframe-example-plugin")
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _installed(), reason="the entry point exists once the plugin is installed: "
+                                            "pip install ./examples/plugin-template")
 def test_registered_through_the_entry_point():
     entry = advframe.plugins.registry().get("attacks", "example_r_fgsm")
     assert entry.distribution == "advframe-example-plugin"
