@@ -26,7 +26,18 @@ def test_short_help_and_no_bool_noise():
     assert "<bool>" not in proc.stdout
 
 
+def test_help_names_the_defaults_the_plugins_declare():
+    from advframe import plugins
+
+    reg = plugins.registry()
+    attack = reg.default("attacks")
+    proc = run_cli("eval", "-h", env={"COLUMNS": "250"})
+    out = " ".join(proc.stdout.replace("│", " ").split())
+    assert f"(default: {attack}, declared by plugin {reg.get('attacks', attack).plugin})" in out
+
+
 def test_list_unknown_kind_is_one_plain_line():
     proc = run_cli("list", "foo")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == "error: unknown kind 'foo': use attacks, defenses, models, datasets or suites"
+    assert proc.stderr.strip() == ("error: unknown kind 'foo': use attacks, defenses, models, datasets, suites, checks "
+                                   "or reports")

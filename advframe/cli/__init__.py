@@ -14,12 +14,13 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:  # pragma: no cover - depends on the installed typer
         from click import exceptions as cx
 
-    from advframe.cli.app import build_app
+    from advframe.cli.app import build_app, name_defaults
     from advframe.errors import AdvframeError
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         command = typer.main.get_command(build_app())
+        name_defaults(command)
         code = command.main(args=args, prog_name="advframe", standalone_mode=False)
     except cx.UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare 'advframe': the help is already printed

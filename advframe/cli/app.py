@@ -28,6 +28,33 @@ def default_name(kind: str, option: str, use: str = "") -> str:
     return name
 
 
+#: Options whose default a plugin declares: command -> {option: (kind, use)}.
+DECLARED_DEFAULTS: dict[str, dict[str, tuple[str, str]]] = {
+    "eval": {"model": ("models", ""), "dataset": ("datasets", ""), "attack": ("attacks", "")},
+    "train": {"model": ("models", "train"), "dataset": ("datasets", "")},
+}
+
+
+def name_defaults(group: Any) -> None:
+    """Say in the help of the click ``group``'s commands which component an option defaults to.
+
+    In the help of each option of :data:`DECLARED_DEFAULTS`, "the ... a plugin declares as
+    the default" becomes "NAME, declared by plugin P", as the installed plugins declared
+    it; the CLI's code names no component.
+    """
+    import re
+
+    reg = plugins.registry()
+    for command, options in DECLARED_DEFAULTS.items():
+        params = {p.name: p for p in group.commands[command].params} if command in group.commands else {}
+        for param, (kind, use) in options.items():
+            name = reg.default(kind, use)
+            if name is not None and param in params:
+                params[param].help = re.sub(r"the [a-z ]+ a plugin declares (as the default|for training)",
+                                            f"{name}, declared by plugin {reg.get(kind, name).plugin}",
+                                            params[param].help, count=1)
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> cuda when available, else cpu; refuse cuda without a GPU."""
     import torch
@@ -87,22 +114,22 @@ def attacks_of(attack: Optional[list[str]], suite: Optional[str], params: dict[s
 
 def eval_command(
     ctx: typer.Context,
-    model: Annotated[Optional[str], typer.Option(help="Model name or .safetensors checkpoint (default: the embedded mnist5k model).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name or .safetensors checkpoint (default: the model a plugin declares as the default).")] = None,
     arch: ArchOption = None,
     model_param: ModelParamOption = None,
     normalize: NormalizeOption = None,
     untrained: UntrainedOption = False,
-    dataset: Annotated[Optional[str], typer.Option(help="Data set name (default: mnist5k, or the checkpoint's).")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Data set name (default: the checkpoint's, else the data set a plugin declares as the default).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the data set's files.")] = None,
     split: Annotated[str, typer.Option(help="Data split.")] = "test",
-    attack: Annotated[Optional[list[str]], typer.Option(help="Attack name; repeat for several.")] = None,
+    attack: Annotated[Optional[list[str]], typer.Option(help="Attack name; repeat for several (default: the attack a plugin declares as the default).")] = None,
     eps: Annotated[Optional[list[str]], typer.Option(help="Perturbation budget, e.g. 0.3 or 8/255; repeatable (default: the data set's grid).")] = None,
     norm: Annotated[str, typer.Option(help="Threat-model norm: linf or l2.")] = "linf",
     param: Annotated[Optional[list[str]], typer.Option(help="Attack hyper-parameter key=value or attack.key=value; repeatable.")] = None,
     targeted: Annotated[bool, typer.Option(help="Run targeted attacks.")] = False,
     target: Annotated[str, typer.Option(help="Target classes for --targeted: random or least_likely.")] = "random",
     batch_size: Annotated[int, typer.Option(help="Examples per batch.")] = 250,
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N examples (prefixes of a shipped split such as mnist5k are class-balanced: N = 10k holds k of each class).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N examples (prefixes of the shipped splits are class-balanced: N = 10k holds k of each class).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for random starts, targets and noise.")] = 0,
     output: Annotated[Optional[Path], typer.Option(help="Write the results document (JSON) here; '-' writes it to stdout (the tables then go to stderr).")] = None,
@@ -183,10 +210,10 @@ def eval_command(
         raise typer.Exit(1)
 
 
-def list_command(kind: Annotated[Optional[str], typer.Argument(metavar="[KIND]", help="attacks, defenses, models, datasets or suites.")] = None) -> None:
+def list_command(kind: Annotated[Optional[str], typer.Argument(metavar="[KIND]", help="attacks, defenses, models, datasets, suites, checks or reports.")] = None) -> None:
     """List registered components: name, plugin, summary."""
     if kind is not None and kind not in KINDS:
-        raise ParameterError(f"unknown kind '{kind}': use attacks, defenses, models, datasets or suites")
+        raise ParameterError(f"unknown kind '{kind}': use {', '.join(KINDS[:-1])} or {KINDS[-1]}")
     reg = plugins.registry()
     kinds = [kind] if kind else list(KINDS)
     for k in kinds:

@@ -21,7 +21,7 @@ def parse_params(values: list[str] | None) -> dict[str, dict[str, str] | str]:
     for item in values or []:
         if "=" not in item:
             raise ParameterError(f"--param '{item}' is not key=value: write e.g. --param steps=10 "
-                                 f"or --param pgd.steps=10")
+                                 f"or --param ATTACK.steps=10")
         key, value = item.split("=", 1)
         key = key.strip()
         if not key:

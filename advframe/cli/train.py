@@ -17,8 +17,8 @@ from advframe.cli.outputs import check_output_path
 def train_command(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors).")],
-    model: Annotated[Optional[str], typer.Option(help="Model architecture name (default: the architecture a plugin declares for training; the built-ins declare mnist_cnn).")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Data set name (default: the embedded default data set).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model architecture name (default: the architecture a plugin declares for training).")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Data set name (default: the data set a plugin declares as the default).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the data set's files.")] = None,
     defense: Annotated[str, typer.Option(help="Training procedure (see 'advframe list defenses').")] = "standard",
     param: Annotated[Optional[list[str]], typer.Option(help="Defense parameter key=value; repeatable.")] = None,
