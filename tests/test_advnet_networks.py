@@ -12,7 +12,7 @@ from advframe.errors import ParameterError
 from advframe.threat import ThreatModel
 from advframe_advnet.classifiers import D1, D2
 from advframe_advnet.generators import build_generator
-from advframe_advnet.objective import (classifier_loss_exact, classifier_loss_finite_difference,
+from advframe_advnet.objective import (MinimaxSettings, classifier_loss_exact, classifier_loss_finite_difference,
                                        generator_gradient, shifted)
 
 GAMMA = 0.01
@@ -87,11 +87,12 @@ def _grad(loss: torch.Tensor, model: nn.Module) -> torch.Tensor:
 
 def _hvp_terms(model, gen, x, y, eps, h):
     """(finite-difference, exact) Hessian-vector-product terms of the classifier gradient."""
-    exact, _ = classifier_loss_exact(model, model, gen, x, y, eps, (0.0, 1.0), 1.0, GAMMA)
+    settings = MinimaxSettings(eps=eps, bounds=(0.0, 1.0), lam=1.0, gamma=GAMMA, h=h)
+    exact, _ = classifier_loss_exact(model, model, gen, x, y, settings)
     g_exact = _grad(exact, model)  # before the finite difference moves (and restores) the generator
-    plain, _ = classifier_loss_exact(model, model, gen, x, y, eps, (0.0, 1.0), 1.0, 0.0)
+    plain, _ = classifier_loss_exact(model, model, gen, x, y, MinimaxSettings(eps, (0.0, 1.0), 1.0, 0.0))
     g0 = _grad(plain, model)
-    fd, _ = classifier_loss_finite_difference(model, model, gen, x, y, eps, (0.0, 1.0), 1.0, GAMMA, h)
+    fd, _ = classifier_loss_finite_difference(model, model, gen, x, y, settings)
     return _grad(fd, model) - g0, g_exact - g0, fd, exact
 
 
@@ -130,8 +131,9 @@ def test_regularised_gradient_is_plain_gradient_plus_gamma_hvp():
     torch.manual_seed(0)
     model, gen = D1(), build_generator("g1", 1, 28, 10, width=2)
     x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
-    plain, _ = classifier_loss_exact(model, model, gen, x, y, 0.3, (0.0, 1.0), 1.0, 0.0)
-    fd0, stats = classifier_loss_finite_difference(model, model, gen, x, y, 0.3, (0.0, 1.0), 1.0, 0.0, 2e-4)
+    plain, _ = classifier_loss_exact(model, model, gen, x, y, MinimaxSettings(0.3, (0.0, 1.0), 1.0, 0.0))
+    settings = MinimaxSettings(0.3, (0.0, 1.0), 1.0, 0.0, h=2e-4)
+    fd0, stats = classifier_loss_finite_difference(model, model, gen, x, y, settings)
     torch.testing.assert_close(_grad(fd0, model), _grad(plain, model))
     assert stats["grad_norm_g"] == 0.0
 

@@ -12,7 +12,7 @@ from advframe.errors import CheckpointError, ParameterError
 from advframe.threat import ThreatModel
 from advframe_advnet.attack import load_generator
 from advframe_advnet.defense import AdversarialNetworks
-from advframe_advnet.fixed import train_generator
+from advframe_advnet.fixed import GeneratorTrainConfig, train_generator
 from tests.conftest import run_cli
 
 ADVNET = {"width": 2, "eps": 0.3}
@@ -79,6 +79,18 @@ def test_a_generator_trained_against_a_fixed_model_lowers_its_accuracy():
                              optimizer="adam", lr=0.01, seed=1, out=None)
     assert result.history[-1]["adv_acc"] < 0.5 < result.history[0]["adv_acc"]
     assert result.path is None and not result.generator.training
+
+
+def test_train_generator_takes_a_config_or_keyword_options():
+    model = advframe.load_model("mnist_cnn_standard")
+    data = tiny(32)
+    by_config = train_generator(model, data, GeneratorTrainConfig(width=2, batch_size=16, seed=5, max_steps=1))
+    by_keywords = train_generator(model, data, width=2, batch_size=16, seed=5, max_steps=1)
+    mixed = train_generator(model, data, GeneratorTrainConfig(width=2, seed=9), batch_size=16, seed=5, max_steps=1)
+    assert states_equal(by_config.generator.state_dict(), by_keywords.generator.state_dict())
+    assert states_equal(by_config.generator.state_dict(), mixed.generator.state_dict())
+    with pytest.raises(TypeError, match="unexpected keyword argument 'widht'"):
+        train_generator(model, data, widht=2)
 
 
 def test_generator_training_resumes_exactly_and_feeds_the_generator_attack(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -13,8 +14,8 @@ from advframe.attack import Attack
 from advframe.dataset import Dataset
 from advframe.defense import Defense
 from advframe.model import Classifier
-from advframe.testing import (ConformanceError, CountingModel, check_attack, check_dataset, check_defense,
-                              check_model, toy_model)
+from advframe.testing import (AttackCheckOptions, ConformanceError, CountingModel, check_attack, check_dataset,
+                              check_defense, check_model, toy_model)
 from advframe.threat import ThreatModel
 
 
@@ -156,6 +157,13 @@ def test_bad_name_is_caught_and_findings_can_be_returned():
     findings = check_attack(BadName, eps=(0.1,), raise_errors=False)
     assert [f.check for f in findings] == ["traits"]
     assert "snake_case" in findings[0].message
+
+
+def test_check_attack_options_are_keywords_validated_against_attack_check_options():
+    options = AttackCheckOptions(eps=(0.1,), batch_size=3, check_devices=("cpu",))
+    assert check_attack(SignStep, **dataclasses.asdict(options)) == []
+    with pytest.raises(TypeError, match="unexpected keyword argument 'epsilon'"):
+        check_attack(SignStep, epsilon=(0.1,))
 
 
 def test_counting_model_counts_backward_passes():

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from advframe.testing._core import (ConformanceError, CountingModel, Finding, ToyClassifier, random_inputs,
                                     random_labels, toy_model)
-from advframe.testing.attacks import check_attack
+from advframe.testing.attacks import AttackCheckOptions, check_attack
 from advframe.testing.components import check_dataset, check_defense, check_model
 
-__all__ = ["ConformanceError", "CountingModel", "Finding", "ToyClassifier", "check_attack", "check_dataset",
-           "check_defense", "check_model", "random_inputs", "random_labels", "toy_model"]
+__all__ = ["AttackCheckOptions", "ConformanceError", "CountingModel", "Finding", "ToyClassifier", "check_attack",
+           "check_dataset", "check_defense", "check_model", "random_inputs", "random_labels", "toy_model"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -69,11 +69,40 @@ def _targets(y: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
     return random_target(y, num_classes, torch.Generator().manual_seed(seed + 2))
 
 
-def check_attack(attack_factory: Any, model: nn.Module | None = None, *, input_shape: Sequence[int] | None = None,
-                 num_classes: int = 10, eps: Sequence[float] = (0.0, 0.05, 0.3),
-                 bounds: tuple[float, float] = (0.0, 1.0), batch_size: int = 6, seed: int = 0,
-                 check_devices: Sequence[str | torch.device] | None = None,
-                 raise_errors: bool = True) -> list[Finding]:
+@dataclass(frozen=True)
+class AttackCheckOptions:
+    """The options of :func:`check_attack`, given to it as keywords.
+
+    Attributes:
+        input_shape: shape of one input (default: the model's ``input_shape`` or ``(1, 8, 8)``).
+        num_classes: number of classes of the default model.
+        eps: radii to check.
+        bounds: the box of valid inputs.
+        batch_size: examples per call.
+        seed: seeds inputs, labels, targets and the attack's randomness.
+        check_devices: devices to run on (default: cpu, and cuda when available).
+        raise_errors: raise :class:`ConformanceError` when any error is found.
+    """
+
+    input_shape: Sequence[int] | None = None
+    num_classes: int = 10
+    eps: Sequence[float] = (0.0, 0.05, 0.3)
+    bounds: tuple[float, float] = (0.0, 1.0)
+    batch_size: int = 6
+    seed: int = 0
+    check_devices: Sequence[str | torch.device] | None = None
+    raise_errors: bool = True
+
+
+def _attack_options(options: dict[str, Any]) -> AttackCheckOptions:
+    known = {f.name for f in fields(AttackCheckOptions)}
+    for key in options:
+        if key not in known:
+            raise TypeError(f"check_attack() got an unexpected keyword argument '{key}'")
+    return AttackCheckOptions(**options)
+
+
+def check_attack(attack_factory: Any, model: nn.Module | None = None, **options: Any) -> list[Finding]:
     """Check that an attack honours the Attack contract.
 
     For each declared norm, each eps (0 included) and, when the attack is targetable,
@@ -93,39 +122,46 @@ def check_attack(attack_factory: Any, model: nn.Module | None = None, *, input_s
         attack_factory: an attack class, a zero-argument callable returning a fresh
             attack (e.g. ``functools.partial(MyAttack, steps=3)``), or an attack object.
         model: the model to attack (default: a seeded toy classifier of ``input_shape``).
-        input_shape: shape of one input (default: the model's ``input_shape`` or ``(1, 8, 8)``).
-        num_classes: number of classes of the default model.
-        eps: radii to check.
-        bounds: the box of valid inputs.
-        batch_size: examples per call.
-        seed: seeds inputs, labels, targets and the attack's randomness.
-        check_devices: devices to run on (default: cpu, and cuda when available).
-        raise_errors: raise :class:`ConformanceError` when any error is found.
+        **options: the fields of :class:`AttackCheckOptions`, as keywords: ``input_shape``,
+            ``num_classes`` (10), ``eps`` ((0, 0.05, 0.3)), ``bounds`` ((0, 1)), ``batch_size``
+            (6), ``seed`` (0), ``check_devices`` (cpu, and cuda when available) and
+            ``raise_errors`` (True).
 
     Returns:
         The findings (warnings only, unless ``raise_errors`` is False).
+
+    Raises:
+        TypeError: for an unknown option.
     """
+    opts = _attack_options(options)
     attack = _make(attack_factory)
     f = Findings(f"attack '{getattr(attack, 'name', type(attack).__name__)}'")
     if not _traits(attack, f):
-        return f.finish(raise_errors)
-    shape = tuple(input_shape or getattr(model, "input_shape", None) or (1, 8, 8))
-    base = model if model is not None else toy_model(shape, num_classes, seed)
+        return f.finish(opts.raise_errors)
+    shape = tuple(opts.input_shape or getattr(model, "input_shape", None) or (1, 8, 8))
+    base = model if model is not None else toy_model(shape, opts.num_classes, opts.seed)
+    num_classes = opts.num_classes
     if model is not None:
-        num_classes = int(base(random_inputs(1, shape, bounds, seed)).shape[1])
-    for dev in [torch.device(d) for d in (check_devices or devices())]:
-        counting = CountingModel(base).to(dev).eval()
-        x = random_inputs(batch_size, shape, bounds, seed).to(dev)
-        y = random_labels(batch_size, num_classes, seed).to(dev)
-        t = _targets(y.cpu(), num_classes, seed).to(dev)
-        for norm in attack.norms:
-            for targeted in ((False, True) if attack.targetable else (False,)):
-                for e in eps:
-                    threat = ThreatModel(norm=norm, eps=float(e), bounds=bounds, targeted=targeted)
-                    where = f"{norm} eps={float(e):g}{' targeted' if targeted else ''} on {dev.type}"
-                    _check_call(attack, counting, Case(x, y, t if targeted else None, threat, where, seed), f)
-        _check_refusals(attack, counting, x, y, t, bounds, f, dev)
-    return f.finish(raise_errors)
+        num_classes = int(base(random_inputs(1, shape, opts.bounds, opts.seed)).shape[1])
+    for dev in [torch.device(d) for d in (opts.check_devices or devices())]:
+        _check_on_device(attack, base, shape, num_classes, opts, dev, f)
+    return f.finish(opts.raise_errors)
+
+
+def _check_on_device(attack: Any, base: nn.Module, shape: tuple[int, ...], num_classes: int,
+                     opts: AttackCheckOptions, dev: torch.device, f: Findings) -> None:
+    """Every declared norm, targeting and eps on ``dev``, then the refusals."""
+    counting = CountingModel(base).to(dev).eval()
+    x = random_inputs(opts.batch_size, shape, opts.bounds, opts.seed).to(dev)
+    y = random_labels(opts.batch_size, num_classes, opts.seed).to(dev)
+    t = _targets(y.cpu(), num_classes, opts.seed).to(dev)
+    for norm in attack.norms:
+        for targeted in ((False, True) if attack.targetable else (False,)):
+            for e in opts.eps:
+                threat = ThreatModel(norm=norm, eps=float(e), bounds=opts.bounds, targeted=targeted)
+                where = f"{norm} eps={float(e):g}{' targeted' if targeted else ''} on {dev.type}"
+                _check_call(attack, counting, Case(x, y, t if targeted else None, threat, where, opts.seed), f)
+    _check_refusals(attack, counting, x, y, t, opts.bounds, f, dev)
 
 
 class InputModified(RuntimeError):

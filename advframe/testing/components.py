@@ -153,15 +153,37 @@ def check_dataset(dataset: Any, *, data_dir: str | Path | None = None, splits: S
     """
     ds = _make_dataset(dataset)
     if isinstance(ds, LabeledData):
-        f = Findings(f"data '{ds.name}/{ds.split}'")
-        f.guard("validate", ds.validate)
-        if ds.y.dtype != torch.long:
-            f.error("labels", f"labels have dtype {ds.y.dtype}, expected torch.long")
-        return f.finish(raise_errors)
+        return _check_labeled_data(ds).finish(raise_errors)
     f = Findings(f"dataset '{getattr(ds, 'name', type(ds).__name__)}'")
     if not isinstance(ds, Dataset):
         f.error("protocol", f"is a {type(ds).__name__}: subclass advframe.Dataset and implement read()")
         return f.finish(raise_errors)
+    _check_dataset_traits(ds, f)
+    if any(i.severity == "error" for i in f.items):
+        return f.finish(raise_errors)
+    if ds.needs_data_dir and data_dir is None:
+        f.warn("load", "reads files from a folder: pass data_dir= to check its splits")
+        return f.finish(raise_errors)
+    root = Path(data_dir) if data_dir is not None else None
+    digests: dict[str, set[str]] = {}
+    for split in (splits or ds.splits):
+        data = _check_split(ds, split, root, f)
+        if data is not None:
+            digests[split] = set(_digest(data))
+    _check_shared_examples(digests, f)
+    _check_unknown_split(ds, root, f)
+    return f.finish(raise_errors)
+
+
+def _check_labeled_data(data: LabeledData) -> Findings:
+    f = Findings(f"data '{data.name}/{data.split}'")
+    f.guard("validate", data.validate)
+    if data.y.dtype != torch.long:
+        f.error("labels", f"labels have dtype {data.y.dtype}, expected torch.long")
+    return f
+
+
+def _check_dataset_traits(ds: Dataset, f: Findings) -> None:
     if not isinstance(ds.name, str) or not SNAKE_CASE.match(ds.name):
         f.error("traits", f"name {ds.name!r} is not snake_case")
     if not isinstance(ds.num_classes, int) or ds.num_classes < 2:
@@ -176,40 +198,42 @@ def check_dataset(dataset: Any, *, data_dir: str | Path | None = None, splits: S
         f.error("traits", f"default_eps {ds.default_eps!r} must hold finite numbers >= 0")
     if not ds.input_shape:
         f.warn("traits", "input_shape is not declared: models and checks cannot know the input shape")
-    if any(i.severity == "error" for i in f.items):
-        return f.finish(raise_errors)
-    if ds.needs_data_dir and data_dir is None:
-        f.warn("load", "reads files from a folder: pass data_dir= to check its splits")
-        return f.finish(raise_errors)
-    root = Path(data_dir) if data_dir is not None else None
-    digests: dict[str, set[str]] = {}
-    for split in (splits or ds.splits):
-        ok, data = f.guard(f"load '{split}'", ds.load, split, root)
-        if not ok:
-            continue
-        if not isinstance(data, LabeledData):
-            f.error("load", f"load('{split}') returned {type(data).__name__}, expected LabeledData")
-            continue
-        if len(data) == 0:
-            f.error("load", f"split '{split}' is empty")
-            continue
-        if ds.input_shape and tuple(data.x.shape[1:]) != tuple(ds.input_shape):
-            f.error("shape", f"split '{split}' inputs have shape {tuple(data.x.shape[1:])}, declared input_shape "
-                             f"is {tuple(ds.input_shape)}")
-        if data.y.dtype != torch.long:
-            f.error("labels", f"split '{split}' labels have dtype {data.y.dtype}, expected torch.long")
-        if data.num_classes != ds.num_classes:
-            f.error("labels", f"split '{split}' reports {data.num_classes} classes, declared {ds.num_classes}")
-        ok, again = f.guard(f"reload '{split}'", ds.load, split, root)
-        if ok and not (torch.equal(again.x, data.x) and torch.equal(again.y, data.y)):
-            f.error("determinism", f"loading split '{split}' twice gives different data: fix the split's seed")
-        digests[split] = set(_digest(data))
+
+
+def _check_split(ds: Dataset, split: str, root: Path | None, f: Findings) -> LabeledData | None:
+    """Load ``split`` twice and check it; the data, or None when it could not be checked."""
+    ok, data = f.guard(f"load '{split}'", ds.load, split, root)
+    if not ok:
+        return None
+    if not isinstance(data, LabeledData):
+        f.error("load", f"load('{split}') returned {type(data).__name__}, expected LabeledData")
+        return None
+    if len(data) == 0:
+        f.error("load", f"split '{split}' is empty")
+        return None
+    if ds.input_shape and tuple(data.x.shape[1:]) != tuple(ds.input_shape):
+        f.error("shape", f"split '{split}' inputs have shape {tuple(data.x.shape[1:])}, declared input_shape "
+                         f"is {tuple(ds.input_shape)}")
+    if data.y.dtype != torch.long:
+        f.error("labels", f"split '{split}' labels have dtype {data.y.dtype}, expected torch.long")
+    if data.num_classes != ds.num_classes:
+        f.error("labels", f"split '{split}' reports {data.num_classes} classes, declared {ds.num_classes}")
+    ok, again = f.guard(f"reload '{split}'", ds.load, split, root)
+    if ok and not (torch.equal(again.x, data.x) and torch.equal(again.y, data.y)):
+        f.error("determinism", f"loading split '{split}' twice gives different data: fix the split's seed")
+    return data
+
+
+def _check_shared_examples(digests: dict[str, set[str]], f: Findings) -> None:
     names = list(digests)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             shared = len(digests[a] & digests[b])
             if shared:
                 f.warn("splits", f"splits '{a}' and '{b}' share {shared} identical input(s)")
+
+
+def _check_unknown_split(ds: Dataset, root: Path | None, f: Findings) -> None:
     try:
         ds.load("no_such_split", root)
         f.error("splits", "load('no_such_split') did not raise: an unknown split must raise DataError")
@@ -217,7 +241,6 @@ def check_dataset(dataset: Any, *, data_dir: str | Path | None = None, splits: S
         pass
     except Exception as exc:
         f.error("splits", f"an unknown split raised {type(exc).__name__} instead of advframe's DataError")
-    return f.finish(raise_errors)
 
 
 def check_defense(defense_factory: Any, model: nn.Module, data: LabeledData, *, steps: int = 2,
@@ -257,33 +280,48 @@ def check_defense(defense_factory: Any, model: nn.Module, data: LabeledData, *, 
     torch.manual_seed(seed)
     for step, (_, x, y) in zip(range(steps), data.batches(batch_size)):
         opt.zero_grad(set_to_none=True)
-        ok, res = f.guard(f"training_loss (step {step})", dfn.training_loss, net, x, y, step)
-        if not ok:
+        if not _check_training_step(dfn, net, (x, y), step, f):
             break
-        if not (isinstance(res, tuple) and len(res) == 2):
-            f.error("training_loss", "must return (loss, stats)")
-            break
-        loss, stats = res
-        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-            f.error("training_loss", f"loss must be a scalar tensor, got shape {tuple(getattr(loss, 'shape', ()))}")
-            break
-        if not bool(torch.isfinite(loss)):
-            f.error("training_loss", f"(step {step}) the loss is not finite")
-            break
-        leaked = [n for n, p in net.named_parameters() if p.grad is not None and bool(p.grad.abs().sum() > 0)]
-        if leaked:
-            f.error("parameter_gradients", f"training_loss left gradients in parameters {leaked[:3]}: compute "
-                                           f"input gradients with torch.autograd.grad, not .backward()")
-        if not isinstance(stats, dict) or not all(isinstance(k, str) and isinstance(v, (int, float))
-                                                  for k, v in stats.items()):
-            f.error("stats", f"statistics must be a dict of str -> float, got {stats!r}")
-        if not loss.requires_grad:
-            f.error("training_loss", "the loss does not depend on the model's parameters")
-            break
-        loss.backward()
-        if any(p.grad is not None and not bool(torch.isfinite(p.grad).all()) for p in net.parameters()):
-            f.error("training_loss", f"(step {step}) parameter gradients hold NaN or infinite values")
         opt.step()
+    _check_defense_state(dfn, f)
+    return f.finish(raise_errors)
+
+
+def _check_training_step(dfn: Any, net: Any, batch: tuple[torch.Tensor, torch.Tensor], step: int,
+                         f: Findings) -> bool:
+    """``training_loss`` on one minibatch, then ``backward``; False when the loop cannot go on."""
+    x, y = batch
+    ok, res = f.guard(f"training_loss (step {step})", dfn.training_loss, net, x, y, step)
+    if not ok:
+        return False
+    if not (isinstance(res, tuple) and len(res) == 2):
+        f.error("training_loss", "must return (loss, stats)")
+        return False
+    loss, stats = res
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        f.error("training_loss", f"loss must be a scalar tensor, got shape {tuple(getattr(loss, 'shape', ()))}")
+        return False
+    if not bool(torch.isfinite(loss)):
+        f.error("training_loss", f"(step {step}) the loss is not finite")
+        return False
+    leaked = [n for n, p in net.named_parameters() if p.grad is not None and bool(p.grad.abs().sum() > 0)]
+    if leaked:
+        f.error("parameter_gradients", f"training_loss left gradients in parameters {leaked[:3]}: compute "
+                                       f"input gradients with torch.autograd.grad, not .backward()")
+    if not isinstance(stats, dict) or not all(isinstance(k, str) and isinstance(v, (int, float))
+                                              for k, v in stats.items()):
+        f.error("stats", f"statistics must be a dict of str -> float, got {stats!r}")
+    if not loss.requires_grad:
+        f.error("training_loss", "the loss does not depend on the model's parameters")
+        return False
+    loss.backward()
+    if any(p.grad is not None and not bool(torch.isfinite(p.grad).all()) for p in net.parameters()):
+        f.error("training_loss", f"(step {step}) parameter gradients hold NaN or infinite values")
+    return True
+
+
+def _check_defense_state(dfn: Any, f: Findings) -> None:
+    """``state_dict`` is JSON and restores; ``tensors`` is a tensor map."""
     ok, state = f.guard("state_dict", dfn.state_dict)
     if ok:
         try:
@@ -294,4 +332,3 @@ def check_defense(defense_factory: Any, model: nn.Module, data: LabeledData, *, 
     ok, tensors = f.guard("tensors", dfn.tensors)
     if ok and not (isinstance(tensors, dict) and all(isinstance(v, torch.Tensor) for v in tensors.values())):
         f.error("tensors", "tensors() must return a dict of str -> Tensor")
-    return f.finish(raise_errors)

@@ -15,8 +15,8 @@ from advframe.model import Model
 from advframe.params import check_int, check_range
 from advframe.training import flatten_optimizer, unflatten_optimizer
 from advframe_advnet.generators import KINDS, NORMS, Generator, generator_for
-from advframe_advnet.objective import (classifier_loss_exact, classifier_loss_finite_difference, generator_gradient,
-                                       generator_params)
+from advframe_advnet.objective import (MinimaxSettings, classifier_loss_exact, classifier_loss_finite_difference,
+                                       generator_gradient, generator_params)
 
 HVP_MODES = ("finite_difference", "exact")
 G_OPTIMIZERS = ("adam", "sgd")
@@ -180,12 +180,13 @@ class AdversarialNetworks(Defense):
         g_loss = self.generator_steps(core, gen, x, y, step)
         seed = self.noise_seed(step, int(self.g_steps))
         if self.hvp == "exact":
-            loss, stats = classifier_loss_exact(model, core, gen, x, y, float(self.eps), self.bounds,
-                                                float(self.lam), float(self.gamma), seed)
+            settings = MinimaxSettings(float(self.eps), self.bounds, float(self.lam), float(self.gamma))
+            loss, stats = classifier_loss_exact(model, core, gen, x, y, settings, seed)
         else:
-            loss, stats = classifier_loss_finite_difference(model, core, gen, x, y, float(self.eps), self.bounds,
-                                                            float(self.lam), float(self.gamma), self.step_h(),
-                                                            seed, reduce_mean(x.shape[0]))
+            settings = MinimaxSettings(float(self.eps), self.bounds, float(self.lam), float(self.gamma),
+                                       self.step_h())
+            loss, stats = classifier_loss_finite_difference(model, core, gen, x, y, settings, seed,
+                                                            reduce_mean(x.shape[0]))
         outputs = stats.pop("outputs")
         n = x.shape[0]
         with torch.no_grad():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,6 +30,27 @@ from advframe.model import Model
 from advframe_advnet.generators import Generator
 
 Reduce = Callable[[list[torch.Tensor]], list[torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class MinimaxSettings:
+    """The constants of the objective for one classifier step (Eq. 4 and 5).
+
+    Attributes:
+        eps: ε of the generator's perturbations.
+        bounds: valid input range.
+        lam: λ of Eq. 4.
+        gamma: γ of Eq. 5 (0 turns the regularisation off).
+        h: finite-difference step of §3.1 (paper: η_G / 10); needed by
+            :func:`classifier_loss_finite_difference` when ``gamma`` is not 0, unused by
+            :func:`classifier_loss_exact`.
+    """
+
+    eps: float
+    bounds: tuple[float, float]
+    lam: float
+    gamma: float
+    h: float | None = None
 
 
 def _identity(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -83,9 +105,8 @@ def _split_means(core: Model, outputs: torch.Tensor, y: torch.Tensor, parts: int
 
 
 def classifier_loss_finite_difference(model: Model, core: Model, gen: Generator, x: torch.Tensor, y: torch.Tensor,
-                                      eps: float, bounds: tuple[float, float], lam: float, gamma: float, h: float,
-                                      noise_seed: int | None = None, reduce: Reduce = _identity
-                                      ) -> tuple[torch.Tensor, dict[str, Any]]:
+                                      settings: MinimaxSettings, noise_seed: int | None = None,
+                                      reduce: Reduce = _identity) -> tuple[torch.Tensor, dict[str, Any]]:
     """The classifier's loss for one step of Eq. 5 with the finite-difference HVP of §3.1.
 
     Args:
@@ -94,11 +115,7 @@ def classifier_loss_finite_difference(model: Model, core: Model, gen: Generator,
         gen: the generator at ψ.
         x: clean inputs.
         y: labels.
-        eps: ε of the generator's perturbations.
-        bounds: valid input range.
-        lam: λ of Eq. 4.
-        gamma: γ of Eq. 5.
-        h: finite-difference step (paper: η_G / 10).
+        settings: ε, bounds, λ, γ and the finite-difference step ``h`` (paper: η_G / 10).
         noise_seed: seed of G2's z (the same z at ψ and at ψ + h·v).
         reduce: averages ``v`` over processes (identity on one).
 
@@ -106,7 +123,13 @@ def classifier_loss_finite_difference(model: Model, core: Model, gen: Generator,
         ``(loss, stats)``: backward of ``loss`` gives ``∇_θ F + γ·[∇_θF(ψ+hv) − ∇_θF(ψ)]/h``;
         its value is ``F + (γ/2)‖v‖²``. ``stats``: ``clean_loss``, ``adv_loss``,
         ``grad_norm_g`` (‖v‖) and the outputs for accuracies under ``outputs``.
+
+    Raises:
+        ValueError: when ``settings.gamma`` is not 0 and ``settings.h`` is not given.
     """
+    eps, bounds, lam, gamma, h = settings.eps, settings.bounds, settings.lam, settings.gamma, settings.h
+    if gamma and h is None:
+        raise ValueError("classifier_loss_finite_difference needs the finite-difference step settings.h")
     n = x.shape[0]
     v: list[torch.Tensor] = []
     with torch.no_grad():
@@ -134,21 +157,22 @@ def classifier_loss_finite_difference(model: Model, core: Model, gen: Generator,
                   "outputs": outputs[:2 * n].detach()}
 
 
-def classifier_loss_exact(model: Model, core: Model, gen: Generator, x: torch.Tensor, y: torch.Tensor, eps: float,
-                          bounds: tuple[float, float], lam: float, gamma: float, noise_seed: int | None = None
+def classifier_loss_exact(model: Model, core: Model, gen: Generator, x: torch.Tensor, y: torch.Tensor,
+                          settings: MinimaxSettings, noise_seed: int | None = None
                           ) -> tuple[torch.Tensor, dict[str, Any]]:
     """``F + (γ/2)‖∇_ψ F‖²`` with the gradient norm differentiated by double backpropagation.
 
     The reference for :func:`classifier_loss_finite_difference`; costs a second-order
-    backward pass. Arguments and returns as there (without ``h`` and ``reduce``).
+    backward pass. Arguments and returns as there (without ``reduce``; ``settings.h`` is
+    not used).
     """
     params = generator_params(gen)
-    adv = gen.perturb(x, y, eps, bounds, noise_source(noise_seed))
+    adv = gen.perturb(x, y, settings.eps, settings.bounds, noise_source(noise_seed))
     outputs = model(torch.cat([x, adv]))
     clean, adv_loss = _split_means(core, outputs, y, 2)
-    f = clean + lam * adv_loss
+    f = clean + settings.lam * adv_loss
     grads = torch.autograd.grad(f, params, create_graph=True)
     penalty = 0.5 * sum((g ** 2).sum() for g in grads)
-    loss = f + gamma * penalty
+    loss = f + settings.gamma * penalty
     return loss, {"clean_loss": float(clean.detach()), "adv_loss": float(adv_loss.detach()),
                   "grad_norm_g": float(2.0 * penalty.detach()) ** 0.5, "outputs": outputs.detach()}

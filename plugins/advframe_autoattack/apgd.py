@@ -58,6 +58,19 @@ def sphere_start(x: torch.Tensor, threat: ThreatModel, gen: torch.Generator | No
     return threat.project(x + threat.eps * t / per_example(size.clamp_min(1e-12), x), x)
 
 
+@dataclass(frozen=True)
+class Goal:
+    """What a run ascends and when an example leaves it.
+
+    Attributes:
+        objective: ``(outputs, labels) -> values`` to ascend.
+        fooled: ``(outputs, labels) -> bool`` mask of fooled examples.
+    """
+
+    objective: LabelledFn
+    fooled: LabelledFn
+
+
 @dataclass
 class RunResult:
     """What one APGD run returns for each of its examples.
@@ -84,19 +97,18 @@ class _State:
             self.__dict__[key] = value[mask]
 
 
-def run_apgd(attack: Any, model: Model, x: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
-             objective: LabelledFn, fooled: LabelledFn, steps: int, gen: torch.Generator | None) -> RunResult:
+def run_apgd(attack: Any, model: Model, x: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, goal: Goal,
+             steps: int, gen: torch.Generator | None) -> RunResult:
     """One APGD run on ``x`` (Algorithm 1 of the paper).
 
     Args:
         attack: the attack whose :meth:`~advframe.attack.Attack.gradient` counts the passes.
         model: the model.
         x: clean examples of the run.
-        labels: per-example labels handed to ``objective`` and ``fooled`` (rows follow
-            the examples still in the run).
+        labels: per-example labels handed to ``goal.objective`` and ``goal.fooled`` (rows
+            follow the examples still in the run).
         threat: the threat model (linf or l2).
-        objective: ``(outputs, labels) -> values`` to ascend.
-        fooled: ``(outputs, labels) -> bool`` mask of fooled examples.
+        goal: the objective to ascend and the fooled test.
         steps: iterations ``N``; the run spends ``N + 1`` gradient evaluations (one at the
             start) unless every example is fooled earlier.
         gen: generator of the random start, or ``None`` for torch's global RNG.
@@ -112,42 +124,62 @@ def run_apgd(attack: Any, model: Model, x: torch.Tensor, labels: torch.Tensor, t
     n = x.shape[0]
     result = RunResult(x.clone(), x.new_full((n,), float("-inf")), torch.zeros(n, dtype=torch.bool, device=x.device))
     checks = set(checkpoints(steps))
-    xa = sphere_start(x, threat, gen)
-    grad, out = attack.gradient(model, xa, lambda o: objective(o, labels))
-    value = objective(out, labels).detach()
-    s = _State(rows=torch.arange(n, device=x.device), x0=x, labels=labels, x=xa, x_prev=xa, grad=grad, out=out,
-               value=value, prev_value=value, step=x.new_full((n,), 2.0 * threat.eps), best_x=xa, best_grad=grad,
-               best=value, best_at_check=value, rises=torch.zeros(n, device=x.device),
-               reduced=torch.zeros(n, dtype=torch.bool, device=x.device))
+    s = _start(attack, model, x, labels, threat, goal, gen)
     last_check = 0
     for i in range(steps + 1):
         if i > 0:
-            s.rises = s.rises + (s.value > s.prev_value).to(s.rises.dtype)
-            better = s.value > s.best
-            s.best_x = torch.where(per_example(better, s.x), s.x, s.best_x)
-            s.best_grad = torch.where(per_example(better, s.x), s.grad, s.best_grad)
-            s.best = torch.where(better, s.value, s.best)
-        hit = fooled(s.out, s.labels)
-        if bool(hit.any()):
-            result.x_adv[s.rows[hit]] = s.x[hit]
-            result.objective[s.rows[hit]] = s.value[hit]
-            result.fooled[s.rows[hit]] = True
-            s.keep(~hit)
+            _track_best(s)
+        _retire_fooled(s, goal.fooled(s.out, s.labels), result)
         if s.rows.numel() == 0 or i == steps:
             break
         if i in checks:
             _check_step_size(s, i - last_check)
             last_check = i
-        a = 1.0 if i == 0 else MOMENTUM
-        z = threat.project(s.x + per_example(s.step, s.x) * steepest(s.grad, threat.norm), s.x0)
-        x_new = threat.project(s.x + a * (z - s.x) + (1 - a) * (s.x - s.x_prev), s.x0)
-        s.x_prev, s.x, s.prev_value = s.x, x_new, s.value
-        s.grad, s.out = attack.gradient(model, s.x, lambda o: objective(o, s.labels))
-        s.value = objective(s.out, s.labels).detach()
+        _step(attack, model, s, threat, goal, 1.0 if i == 0 else MOMENTUM)
     left = s.rows
     result.x_adv[left] = s.best_x
     result.objective[left] = s.best
     return result
+
+
+def _start(attack: Any, model: Model, x: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, goal: Goal,
+           gen: torch.Generator | None) -> _State:
+    """The run's state at the random start on the sphere, after its first gradient evaluation."""
+    n = x.shape[0]
+    xa = sphere_start(x, threat, gen)
+    grad, out = attack.gradient(model, xa, lambda o: goal.objective(o, labels))
+    value = goal.objective(out, labels).detach()
+    return _State(rows=torch.arange(n, device=x.device), x0=x, labels=labels, x=xa, x_prev=xa, grad=grad, out=out,
+                  value=value, prev_value=value, step=x.new_full((n,), 2.0 * threat.eps), best_x=xa, best_grad=grad,
+                  best=value, best_at_check=value, rises=torch.zeros(n, device=x.device),
+                  reduced=torch.zeros(n, dtype=torch.bool, device=x.device))
+
+
+def _track_best(s: _State) -> None:
+    """Count the step if it increased the objective; keep the highest-objective point (in place)."""
+    s.rises = s.rises + (s.value > s.prev_value).to(s.rises.dtype)
+    better = s.value > s.best
+    s.best_x = torch.where(per_example(better, s.x), s.x, s.best_x)
+    s.best_grad = torch.where(per_example(better, s.x), s.grad, s.best_grad)
+    s.best = torch.where(better, s.value, s.best)
+
+
+def _retire_fooled(s: _State, hit: torch.Tensor, result: RunResult) -> None:
+    """Write the examples fooled now (``hit``) into ``result`` and drop them from the run."""
+    if bool(hit.any()):
+        result.x_adv[s.rows[hit]] = s.x[hit]
+        result.objective[s.rows[hit]] = s.value[hit]
+        result.fooled[s.rows[hit]] = True
+        s.keep(~hit)
+
+
+def _step(attack: Any, model: Model, s: _State, threat: ThreatModel, goal: Goal, alpha: float) -> None:
+    """One momentum step of size ``s.step`` along the steepest direction, then its gradient (in place)."""
+    z = threat.project(s.x + per_example(s.step, s.x) * steepest(s.grad, threat.norm), s.x0)
+    x_new = threat.project(s.x + alpha * (z - s.x) + (1 - alpha) * (s.x - s.x_prev), s.x0)
+    s.x_prev, s.x, s.prev_value = s.x, x_new, s.value
+    s.grad, s.out = attack.gradient(model, s.x, lambda o: goal.objective(o, s.labels))
+    s.value = goal.objective(s.out, s.labels).detach()
 
 
 def _check_step_size(s: _State, period: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -12,7 +13,22 @@ from advframe.attack import Attack
 from advframe.model import Model
 from advframe.threat import ThreatModel
 from advframe_autoattack._common import check_targets_param, target_count, top_other_classes
-from advframe_autoattack.apgd import run_apgd
+from advframe_autoattack.apgd import Goal, run_apgd
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """The attack's running outcome over its runs (the tensors are updated in place).
+
+    Attributes:
+        robust: examples not fooled yet.
+        x_adv: the result: a fooling point, or the highest-objective point so far.
+        best: the objective at ``x_adv`` (-inf before any run).
+    """
+
+    robust: torch.Tensor
+    x_adv: torch.Tensor
+    best: torch.Tensor
 
 
 class _APGD(Attack):
@@ -28,19 +44,19 @@ class _APGD(Attack):
         check_int(owner, "restarts", self.restarts, 1)
         check_int(owner, "seed", self.seed, 0)
 
-    def _runs(self, model: Model, x: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, objective: Any,
-              fooled: Any, robust: torch.Tensor, result: torch.Tensor, best: torch.Tensor,
-              gen: torch.Generator | None) -> None:
-        """``restarts`` APGD runs on the still-robust examples; updates the tensors in place.
+    def _runs(self, model: Model, x: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, goal: Goal,
+              outcome: _Outcome, gen: torch.Generator | None) -> None:
+        """``restarts`` APGD runs on the still-robust examples; updates ``outcome`` in place.
 
-        A fooled example takes its fooling point and leaves ``robust``; a robust one keeps
-        the point of highest objective over the runs (``best``).
+        A fooled example takes its fooling point and leaves ``outcome.robust``; a robust one
+        keeps the point of highest objective over the runs (``outcome.best``).
         """
+        robust, result, best = outcome.robust, outcome.x_adv, outcome.best
         for _ in range(int(self.restarts)):
             idx = robust.nonzero().squeeze(1)
             if idx.numel() == 0:
                 return
-            run = run_apgd(self, model, x[idx], labels[idx], threat, objective, fooled, int(self.steps), gen)
+            run = run_apgd(self, model, x[idx], labels[idx], threat, goal, int(self.steps), gen)
             take = run.fooled | (run.objective > best[idx])
             result[idx[take]] = run.x_adv[take]
             best[idx[take]] = run.objective[take]
@@ -93,8 +109,8 @@ class APGDCE(_APGD):
             labels = target
             objective = lambda o, lab: -model.loss(o, lab)  # noqa: E731
             fooled = lambda o, lab: model.predict(o) == lab  # noqa: E731
-        robust = ~fooled(out, labels)
-        self._runs(model, x, labels, threat, objective, fooled, robust, result, best, generator(self.seed))
+        outcome = _Outcome(~fooled(out, labels), result, best)
+        self._runs(model, x, labels, threat, Goal(objective, fooled), outcome, generator(self.seed))
         return result
 
 
@@ -122,8 +138,8 @@ class APGDDLR(_APGD):
         require_classes(f"attack '{self.name}'", "the DLR loss", 3, model.scores(out).shape[1])
         objective = lambda o, lab: dlr_loss(model.scores(o), lab)  # noqa: E731
         fooled = lambda o, lab: model.predict(o) != lab  # noqa: E731
-        robust = ~fooled(out, y)
-        self._runs(model, x, y, threat, objective, fooled, robust, result, best, generator(self.seed))
+        outcome = _Outcome(~fooled(out, y), result, best)
+        self._runs(model, x, y, threat, Goal(objective, fooled), outcome, generator(self.seed))
         return result
 
 
@@ -172,9 +188,9 @@ class APGDT(_APGD):
         targets = top_other_classes(scores, y, k)
         objective = lambda o, lab: targeted_dlr_loss(model.scores(o), lab[:, 0], lab[:, 1])  # noqa: E731
         fooled = lambda o, lab: model.predict(o) != lab[:, 0]  # noqa: E731
-        robust = model.predict(out) == y
+        outcome = _Outcome(model.predict(out) == y, result, best)
         gen = generator(self.seed)
         for j in range(k):
             labels = torch.stack([y, targets[:, j]], dim=1)
-            self._runs(model, x, labels, threat, objective, fooled, robust, result, best, gen)
+            self._runs(model, x, labels, threat, Goal(objective, fooled), outcome, gen)
         return result

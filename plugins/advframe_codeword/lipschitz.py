@@ -191,6 +191,59 @@ def _first_channels(model: nn.Module) -> int:
     return 1
 
 
+def _input_shapes(model: nn.Module, channels: int, size: tuple[int, int]) -> dict[str, tuple[int, ...]]:
+    """The input shape each leaf module sees in a forward pass of a zero image (eval mode, restored after)."""
+    seen: dict[str, tuple[int, ...]] = {}
+    handles = []
+
+    def recorder(key: str) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: Any) -> None:
+            seen.setdefault(key, tuple(inputs[0].shape))
+
+        return hook
+
+    for mod_name, module in model.named_modules():
+        if not list(module.children()):
+            handles.append(module.register_forward_hook(recorder(mod_name)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, channels, *size, device=next(iter(model.parameters())).device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return seen
+
+
+def _normalise_factor(module: nn.Module) -> float | None:
+    """``1 / min(std)`` for a module that normalises its input (flag ``_normalise``), else None."""
+    std = getattr(module, "std", None)
+    if getattr(module, "_normalise", False) and isinstance(std, torch.Tensor):
+        return 1.0 / float(std.min())
+    return None
+
+
+def _accounted(module: nn.Module) -> bool:
+    """Whether the bound knows the layer: a convolution, a fully connected layer, a max-pool or 1-Lipschitz."""
+    return isinstance(module, (nn.Conv2d, nn.Linear, nn.MaxPool2d, *ONE_LIPSCHITZ))
+
+
+def _operator_norm(module: nn.Module, shape: tuple[int, ...]) -> tuple[str, float, bool, str] | None:
+    """``(kind, operator norm, exact, note)`` of a known leaf layer; None when it contributes no factor."""
+    if isinstance(module, nn.Conv2d):
+        norm, exact = conv2d_operator_norm(module, (shape[-2], shape[-1]))
+        note = "exact (circular, stride 1)" if exact else "upper bound (zero/valid padding or stride)"
+        return "conv", norm, exact, note
+    if isinstance(module, nn.Linear):
+        return "linear", linear_operator_norm(module.weight), True, ""
+    if isinstance(module, nn.MaxPool2d):
+        norm = _pool_factor(module)
+        return None if norm == 1.0 else ("maxpool", norm, False, "sqrt(windows per input)")
+    return None  # 1-Lipschitz
+
+
 def lipschitz_bounds(model: nn.Module, input_size: int | tuple[int, int] = 28, in_channels: int | None = None,
                      name: str = "model") -> LipschitzReport:
     """Per-layer operator norms of ``model`` and their running product (Saito & Roy §3.4).
@@ -214,56 +267,26 @@ def lipschitz_bounds(model: nn.Module, input_size: int | tuple[int, int] = 28, i
                                     or in_channels < 1):
         raise ParameterError(f"in_channels must be a positive integer, got {in_channels!r}")
     channels = in_channels if in_channels is not None else _first_channels(model)
-    seen: dict[str, tuple[int, ...]] = {}
-    handles = []
-
-    def recorder(key: str) -> Callable[..., None]:
-        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: Any) -> None:
-            seen.setdefault(key, tuple(inputs[0].shape))
-
-        return hook
-
-    for mod_name, module in model.named_modules():
-        if not list(module.children()):
-            handles.append(module.register_forward_hook(recorder(mod_name)))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, channels, *size, device=next(iter(model.parameters())).device))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    seen = _input_shapes(model, channels, size)
     report = LipschitzReport(name, (channels, *size))
     running = 1.0
     for mod_name, module in model.named_modules():
-        std = getattr(module, "std", None)
-        if getattr(module, "_normalise", False) and isinstance(std, torch.Tensor):
-            factor = 1.0 / float(std.min())
+        factor = _normalise_factor(module)
+        if factor is not None:
             running *= factor
             report.layers.append(LayerBound(mod_name or "input", "normalise", (channels, *size), factor, running,
                                             True, "divides by std"))
         if mod_name not in seen:
             continue
-        shape = seen[mod_name][1:]
-        if isinstance(module, nn.Conv2d):
-            norm, exact = conv2d_operator_norm(module, (shape[-2], shape[-1]))
-            note = "exact (circular, stride 1)" if exact else "upper bound (zero/valid padding or stride)"
-            kind = "conv"
-        elif isinstance(module, nn.Linear):
-            norm, exact, note, kind = linear_operator_norm(module.weight), True, "", "linear"
-        elif isinstance(module, nn.MaxPool2d):
-            norm, exact, note, kind = _pool_factor(module), False, "sqrt(windows per input)", "maxpool"
-            if norm == 1.0:
-                continue
-        elif isinstance(module, ONE_LIPSCHITZ):
-            continue
-        else:
+        if not _accounted(module):
             report.unaccounted.append(f"{mod_name} ({type(module).__name__})")
             continue
-        running *= norm
-        report.layers.append(LayerBound(mod_name, kind, shape, norm, running, exact, note))
+        shape = seen[mod_name][1:]
+        bound = _operator_norm(module, shape)
+        if bound is not None:
+            kind, norm, exact, note = bound
+            running *= norm
+            report.layers.append(LayerBound(mod_name, kind, shape, norm, running, exact, note))
     return report
 
 
