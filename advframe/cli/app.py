@@ -187,10 +187,10 @@ def eval_command(
                 state.unlink()
             return
         if checks:
-            from advframe.checks import CheckOptions, run_checks
+            from advframe.checks import available_checks, run_checks
             from advframe.progress import emit
 
-            emit(cb, "checks", 0, len(CheckOptions().names()))  # the checks' bar starts with them
+            emit(cb, "checks", 0, len(available_checks()))  # the checks' bar starts with them
             run_checks(net, data, result, attacks={s.name: s.attack for s in specs}, device=dev, seed=seed, progress=cb)
     doc = result.to_dict()
     out = render.err_console if to_stdout else render.console  # '--output -': stdout holds the JSON only
