@@ -174,6 +174,10 @@ def test_noise_beating_whitebox_warns(tiny):
     c = _status(tiny, [_run("pgd", 0.3, 0.8), _run("rand_sign", 0.3, 0.4)], "whitebox_beats_noise")
     assert c.status == "warn" and "80.0 %" in c.evidence and "40.0 %" in c.evidence
     assert _status(tiny, [_run("pgd", 0.3, 0.1), _run("rand_sign", 0.3, 0.8)], "whitebox_beats_noise").status == "pass"
+    # a black-box attack is not the strongest white-box one, however low its top-1
+    c = _status(tiny, [_run("pgd", 0.3, 0.8), _run("square", 0.3, 0.1), _run("rand_sign", 0.3, 0.4)],
+                "whitebox_beats_noise")
+    assert c.status == "warn" and "white-box attack pgd" in c.evidence, c.evidence
 
 
 def test_label_leaking_warns_above_clean(tiny):
