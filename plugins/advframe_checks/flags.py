@@ -115,7 +115,7 @@ def blackbox_beats_whitebox(ctx: Context) -> Check:
             "A black-box attack beating the white-box ones means the gradients mislead the white-box attacks "
             "(gradient masking): the white-box numbers overstate robustness; run the black-box attack with "
             "more queries and restarts, or an adaptive attack"]), source)
-    e, text = max(tests, key=lambda t: t[0].z)
+    _, text = max(tests, key=lambda t: t[0].z)
     return Check(name, PASS, join([head, f"None beats them beyond noise; closest: {text}"]), source)
 
 
