@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.autograd import grad as imported_grad  # bound before any check patches torch.autograd.grad
 
 import advframe
 import advframe_checks.probe as probe_module
@@ -173,6 +174,10 @@ def test_noise_beating_whitebox_warns(tiny):
     c = _status(tiny, [_run("pgd", 0.3, 0.8), _run("rand_sign", 0.3, 0.4)], "whitebox_beats_noise")
     assert c.status == "warn" and "80.0 %" in c.evidence and "40.0 %" in c.evidence
     assert _status(tiny, [_run("pgd", 0.3, 0.1), _run("rand_sign", 0.3, 0.8)], "whitebox_beats_noise").status == "pass"
+    # a black-box attack is not the strongest white-box one, however low its top-1
+    c = _status(tiny, [_run("pgd", 0.3, 0.8), _run("square", 0.3, 0.1), _run("rand_sign", 0.3, 0.4)],
+                "whitebox_beats_noise")
+    assert c.status == "warn" and "white-box attack pgd" in c.evidence, c.evidence
 
 
 def test_label_leaking_warns_above_clean(tiny):
@@ -180,6 +185,100 @@ def test_label_leaking_warns_above_clean(tiny):
     assert c.status == "warn" and "99.0 %" in c.evidence
     c = _status(tiny, [_run("fgsm", 0.3, 0.3, label_leaks=0)], "label_leaking", clean=0.8)
     assert c.status == "pass" and "label leaks counted by the evaluation: 0" in c.evidence
+
+
+def test_blackbox_beating_whitebox_beyond_the_bound_warns(tiny):
+    assert probe_module.plugins.registry().get("attacks", "square").trait("black_box")
+    beaten = [_run("pgd", 0.3, 0.50), _run("fgsm", 0.3, 0.60), _run("square", 0.3, 0.20)]  # z = 6.2
+    c = _status(tiny, beaten, "blackbox_beats_whitebox")
+    assert c.status == "warn", c.evidence
+    assert "square leaves top-1 20.0 %" in c.evidence and "pgd 50.0 %" in c.evidence and "z = " in c.evidence
+    within = [_run("pgd", 0.3, 0.50), _run("fgsm", 0.3, 0.60), _run("square", 0.3, 0.45)]  # z = 1.0
+    c = _status(tiny, within, "blackbox_beats_whitebox")
+    assert c.status == "pass" and "square leaves top-1 45.0 %" in c.evidence, c.evidence
+    # no pair: another eps, only noise beside it, no black-box run at all
+    for runs in ([_run("pgd", 0.1, 0.5), _run("square", 0.3, 0.2)], [_run("rand_sign", 0.3, 0.9), _run("square", 0.3, 0.2)],
+                 [_run("pgd", 0.3, 0.5)]):
+        assert _status(tiny, runs, "blackbox_beats_whitebox").status == "not_applicable"
+
+
+def _step(attack, step, attacked, broke, robust_after, eps=0.3):
+    """A run of a worst-case evaluation: ``attacked`` examples, ``broke`` of them broken."""
+    return _run(attack, eps, (attacked - broke) / attacked, n=attacked, worst_case_step=step, broke=broke,
+                robust_after=robust_after)
+
+
+def test_blackbox_lowering_the_worst_case_beyond_the_bound_warns(tiny):
+    # 200 examples, 180 clean-correct; apgd_ce leaves 80 robust, square then breaks 40 (40 % -> 20 %, z = 4.4)
+    c = _status(tiny, [_step("apgd_ce", 1, 180, 100, 0.40), _step("square", 2, 80, 40, 0.20)],
+                "blackbox_beats_whitebox")
+    assert c.status == "warn" and "worst case" in c.evidence and "40.0 %" in c.evidence and "20.0 %" in c.evidence
+    # ... or only 4 of them (40 % -> 38 %, z = 0.4)
+    c = _status(tiny, [_step("apgd_ce", 1, 180, 100, 0.40), _step("square", 2, 80, 4, 0.38)],
+                "blackbox_beats_whitebox")
+    assert c.status == "pass" and "38.0 %" in c.evidence, c.evidence
+    # square first has no white-box step before it
+    c = _status(tiny, [_step("square", 1, 180, 100, 0.40), _step("apgd_ce", 2, 80, 40, 0.20)],
+                "blackbox_beats_whitebox")
+    assert c.status == "not_applicable"
+
+
+class Softmaxed(Classifier):
+    """Returns probabilities (or, with ``log``, log-probabilities) instead of logits."""
+
+    def __init__(self, net: nn.Module, log: bool = False):
+        super().__init__()
+        self.net, self.log = net, log
+
+    def forward(self, x):
+        return (torch.log_softmax if self.log else torch.softmax)(self.net(x), dim=1)
+
+
+def test_probabilities_instead_of_logits_warn(tiny):
+    net, data = tiny
+    result = _fake([_run("pgd", 0.3, 0.1)])
+    (c,) = run_checks(Softmaxed(net), data, result, only=["logits_not_probabilities"])
+    assert c.status == "warn" and "40 of 40 rows" in c.evidence, c.evidence
+    (c,) = run_checks(net, data, result, only=["logits_not_probabilities"])
+    assert c.status == "pass" and "0 of 40 rows" in c.evidence, c.evidence
+    (c,) = run_checks(Softmaxed(net, log=True), data, result, only=["logits_not_probabilities"])
+    assert c.status == "pass", c.evidence
+
+
+class Purifying(Classifier):
+    """A dynamic defense: one signed input-gradient step on the log-sum-exp of the logits in forward."""
+
+    def __init__(self, net: nn.Module, how: str):
+        super().__init__()
+        self.net, self.how = net, how
+
+    def forward(self, x):
+        with torch.enable_grad():
+            z = x.detach().clone().requires_grad_(True)
+            energy = self.net(z).logsumexp(1).sum()
+            if self.how == "grad":
+                (g,) = torch.autograd.grad(energy, z)
+            elif self.how == "backward":
+                energy.backward()
+                g = z.grad
+            else:  # a grad imported by name before the check patched torch.autograd
+                (g,) = imported_grad(energy, z)
+        return self.net(x + 0.01 * g.sign())
+
+
+@pytest.mark.parametrize("how", ["grad", "backward", "imported"])
+def test_gradient_calls_in_forward_warn(tiny, how):
+    net, data = tiny
+    originals = (torch.autograd.grad, torch.autograd.backward, torch.Tensor.backward)
+    result = _fake([_run("pgd", 0.3, 0.1)])
+    (c,) = run_checks(Purifying(net, how), data, result, only=["no_gradient_in_forward"])
+    assert c.status == "warn" and "1 time(s)" in c.evidence, c.evidence
+    assert (torch.autograd.grad, torch.autograd.backward, torch.Tensor.backward) == originals  # restored
+    (c,) = run_checks(net, data, result, only=["no_gradient_in_forward"])
+    assert c.status == "pass", c.evidence
+    # gradient calls outside the model's forward are not the model's
+    x = torch.rand(3, 6, requires_grad=True)
+    assert torch.autograd.grad(net(x).sum(), x)[0].shape == x.shape
 
 
 def test_unregistered_attacks_make_checks_not_applicable(tiny, monkeypatch):
@@ -210,7 +309,13 @@ def test_every_applicable_check_passes_on_the_standard_model(standard):
     for c in checks.values():
         assert set(c.to_dict()) == {"name", "status", "evidence", "source"}
         assert c.evidence and c.source
+        if c.name == "blackbox_beats_whitebox":  # the evaluation ran no black-box attack
+            assert c.status == "not_applicable", c.evidence
+            continue
         assert c.status == "pass", f"{c.name}: {c.evidence}"
+    # the embedded model returns logits and its forward pass computes no gradient
+    assert checks["logits_not_probabilities"].status == "pass"
+    assert checks["no_gradient_in_forward"].status == "pass"
     assert "z = " in checks["monotone_in_eps"].evidence
     assert f"first {SUBSET} examples" in checks["unbounded_attack_wins"].evidence
     assert result.run("iter_basic", 0.3)["top1"] < 0.5  # the standard model is not robust

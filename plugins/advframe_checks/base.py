@@ -16,6 +16,8 @@ CARLINI = "Carlini et al. 2019, On Evaluating Adversarial Robustness (arXiv:1902
 KURAKIN = "Kurakin, Goodfellow & Bengio 2017, Adversarial Machine Learning at Scale (ICLR)"
 CROCE = ("Croce & Hein 2020, Reliable Evaluation of Adversarial Robustness with an Ensemble of Diverse "
          "Parameter-free Attacks (AutoAttack, ICML), its built-in checks")
+CROCE_FLAGS = ("Croce & Hein 2020, Reliable Evaluation of Adversarial Robustness with an Ensemble of Diverse "
+               "Parameter-free Attacks (AutoAttack, ICML), its flags (flags_doc.md of fra31/auto-attack)")
 
 
 def cite(*sources: str) -> str:
@@ -70,5 +72,5 @@ def join(sentences: Iterable[str]) -> str:
     return " ".join(out)
 
 
-__all__ = ["ATHALYE", "ATHALYE_EOT", "CARLINI", "CROCE", "KURAKIN", "NOT_APPLICABLE", "PASS", "STATUSES", "WARN", "Check",
+__all__ = ["ATHALYE", "ATHALYE_EOT", "CARLINI", "CROCE", "CROCE_FLAGS", "KURAKIN", "NOT_APPLICABLE", "PASS", "STATUSES", "WARN", "Check",
            "Context", "cite", "join"]

@@ -27,6 +27,11 @@ def noise_attacks() -> set[str]:
     return {e.name for e in plugins.registry().with_trait("attacks", "noise_baseline")}
 
 
+def black_box_attacks() -> set[str]:
+    """Attacks that declare ``black_box`` (they use no gradient: not white-box attacks)."""
+    return {e.name for e in plugins.registry().with_trait("attacks", "black_box")}
+
+
 def noise_baseline(norm: str) -> str | None:
     """The first registered noise baseline of ``norm`` (built-ins register first)."""
     for e in plugins.registry().with_trait("attacks", "noise_baseline"):
@@ -216,9 +221,10 @@ def iterative_beats_one_step(ctx: Context) -> Check:
 
 
 def _whitebox_best(ctx: Context) -> dict[str, Any] | None:
-    """The strongest untargeted white-box run at the evaluation's largest white-box eps."""
-    noise = noise_attacks()
-    wb = [r for r in ctx.runs() if r["attack"] not in noise and r["eps"] > 0]
+    """The strongest untargeted white-box run (neither noise nor black-box) at the
+    evaluation's largest white-box eps."""
+    skip = noise_attacks() | black_box_attacks()
+    wb = [r for r in ctx.runs() if r["attack"] not in skip and r["eps"] > 0]
     if not wb:
         return None
     eps = max(r["eps"] for r in wb)

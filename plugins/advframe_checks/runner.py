@@ -20,6 +20,9 @@ The checks (docs/checks.md describes each with its threshold and source):
 * ``gradient_health``: <= 5 % of examples with a zero or non-finite input gradient.
 * ``deterministic_predictions``: two identical forward passes agree.
 * ``label_leaking``: a one-step true-label attack does not raise accuracy above clean.
+* ``blackbox_beats_whitebox``: no black-box attack beats the white-box ones (runs only).
+* ``logits_not_probabilities``: the scores attacks read are not softmax probabilities.
+* ``no_gradient_in_forward``: the forward pass calls no gradient or backward itself.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from advframe.checks import Check
 from advframe_checks.base import Context
 from advframe_checks.consistency import (eps_zero_clean, iterative_beats_one_step, label_leaking, monotone_in_eps,
                                          whitebox_beats_noise, whitebox_beats_transfer)
+from advframe_checks.flags import blackbox_beats_whitebox, logits_not_probabilities, no_gradient_in_forward
 from advframe_checks.gradients import deterministic_predictions, gradient_health, unbounded_attack_wins
 from advframe_checks.probe import Probe
 from advframe.data_source import as_source
@@ -53,6 +57,9 @@ CHECKS: dict[str, Callable[[Context], Check]] = {
     "gradient_health": gradient_health,
     "deterministic_predictions": deterministic_predictions,
     "label_leaking": label_leaking,
+    "blackbox_beats_whitebox": blackbox_beats_whitebox,
+    "logits_not_probabilities": logits_not_probabilities,
+    "no_gradient_in_forward": no_gradient_in_forward,
 }
 
 DEFAULT_SUBSET = 200
