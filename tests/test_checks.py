@@ -148,6 +148,15 @@ def _status(tiny, runs, name, **kw):
     return check
 
 
+def test_worst_case_steps_measured_on_survivors_are_not_compared(tiny):
+    # a later worst-case step at eps 0.3 ran on 20 survivors, at 0.1 on 150: its top-1 "rises"
+    runs = [_run("pgd", 0.1, 0.20, worst_case_step=1), _run("pgd", 0.3, 0.05, worst_case_step=1),
+            _run("fgsm", 0.1, 0.20, n=150, worst_case_step=2), _run("fgsm", 0.3, 0.90, n=20, worst_case_step=2)]
+    assert _status(tiny, runs, "monotone_in_eps").status == "not_applicable"
+    plain = [_run("fgsm", 0.1, 0.20), _run("fgsm", 0.3, 0.90)]
+    assert _status(tiny, plain, "monotone_in_eps").status == "warn"
+
+
 def test_monotone_warns_on_a_significant_rise_only(tiny):
     rise = [_run("pgd", 0.1, 0.20), _run("pgd", 0.3, 0.50)]
     c = _status(tiny, rise, "monotone_in_eps")

@@ -49,10 +49,14 @@ class Context:
         return f"on the first {self.probe.n} examples"
 
     def runs(self, *, untargeted: bool = True) -> list[dict[str, Any]]:
-        """The evaluation's runs in the evaluation's norm with a measured top-1."""
+        """The evaluation's runs in the evaluation's norm with a measured top-1 over all its examples.
+
+        Steps of a worst-case evaluation are left out: each ran only on the examples still
+        robust before it, so its top-1 is over that subset and compares with no other run.
+        """
         return [r for r in self.result.runs
                 if r.get("top1") is not None and r.get("examples") and r.get("norm") == self.norm
-                and not (untargeted and r.get("targeted"))]
+                and not (untargeted and r.get("targeted")) and "worst_case_step" not in r]
 
     def run_of(self, attack: str, eps: float) -> dict[str, Any] | None:
         """The untargeted measured run of ``attack`` at ``eps``, if the evaluation has it."""
