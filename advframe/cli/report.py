@@ -19,13 +19,14 @@ def report_command(
 ) -> None:
     """Print the white-box/black-box table (paper 004, Table 1) and write plots (Kurakin 2017, Fig. 1) and Markdown."""
     from advframe.checkpoint import atomic_write_text
-    from advframe.report import (MissingDependencyError, load_documents, markdown as to_markdown, plot_curves,
+    from advframe.report import (MissingDependencyError, check_eps, load_documents, markdown as to_markdown, plot_curves,
                                  white_black_table)
     from advframe.threat import parse_eps
 
     check_output_paths((plot, "--plot"), (markdown, "--markdown"))
     evals, transfers = load_documents(list(results))
     chosen = parse_eps(eps) if eps is not None else None
+    check_eps(evals, transfers, chosen)  # before any table is printed
     for doc in evals:
         render.console.print(render.eval_table(doc))
     if transfers:
