@@ -87,7 +87,7 @@ def train_generator(classifier: Any, data: LabeledData, *, generator: str = "g1"
         ParameterError: for a bad argument.
         CheckpointError: for a checkpoint that cannot be resumed.
     """
-    TrainOptions(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+    TrainOptions(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, seed=seed,
                  checkpoint_every=checkpoint_every, max_steps=max_steps).validate()  # the training loop's checks
     if not (eps >= 0 and math.isfinite(eps)):
         raise ParameterError(f"eps must be a finite number >= 0, got {eps}")
