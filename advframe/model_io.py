@@ -380,9 +380,13 @@ def check_clean_outputs(model: nn.Module, data: Any, name: str, device: Any = "c
         with torch.no_grad():
             out = model(x)
     except RuntimeError as exc:  # e.g. a model for 28x28 digits given 32x32 colour images
+        from advframe.dataset import _expected_shape
+
         first = (str(exc).splitlines() or ["RuntimeError"])[0]
+        want = _expected_shape(model)
+        expects = f", it expects {'x'.join(map(str, want))}" if want is not None else ""
         raise CheckpointError(f"model '{name}' cannot run on '{getattr(data, 'name', 'the data')}' inputs of shape "
-                              f"{tuple(x.shape[1:])} ({_short(first, 160)}): pick the data set the model was "
+                              f"{tuple(x.shape[1:])}{expects} ({_short(first, 160)}): pick the data set the model was "
                               f"built for") from None
     if not isinstance(out, torch.Tensor):
         return
