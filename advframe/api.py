@@ -18,7 +18,9 @@ from advframe.attack import Attack
 from advframe.dataset import Dataset, LabeledData
 from advframe.defense import Defense
 from advframe.model import as_model
-from advframe.model_io import model_from_checkpoint, save_model
+from advframe.errors import AdvframeError, ParameterError
+from advframe.model_io import check_model_params, model_from_checkpoint, save_model
+from advframe.options import check_device
 
 __all__ = ["build_model", "get_attack", "get_dataset", "get_defense", "load_dataset", "load_model",
            "model_from_checkpoint", "save_model"]
@@ -45,8 +47,26 @@ def get_dataset(name: str, **params: Any) -> Dataset:
 
 
 def build_model(name: str, **config: Any) -> nn.Module:
-    """Construct a registered model architecture (untrained unless the factory loads weights)."""
-    return plugins.registry().build("models", name, **config)
+    """Construct a registered model architecture (untrained unless the factory loads weights).
+
+    Raises:
+        UnknownNameError: for an unknown name.
+        ParameterError: for a keyword the factory does not take, a value it cannot use
+            (``width="abc"``), or an absurd size (``width=1e308``, more than
+            :data:`~advframe.model_io.MAX_PARAMETERS` parameters).
+    """
+    entry = plugins.registry().get("models", name)
+    if config:
+        check_model_params(entry.factory, config, entry.name)
+    try:
+        return plugins.registry().build("models", name, **config)
+    except AdvframeError:
+        raise
+    except (TypeError, ValueError, RuntimeError, MemoryError, OverflowError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ParameterError(f"model '{entry.name}' cannot be built with "
+                             f"{', '.join(f'{k}={v!r}' for k, v in config.items())} "
+                             f"({type(exc).__name__}: {first[:160]}): fix its parameters (--model-param)") from None
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -72,7 +92,11 @@ def load_model(spec: str | os.PathLike[str] | nn.Module, device: str | torch.dev
             architecture is unknown (the message names the ``--arch`` to pass), or weights
             that do not fit.
         UnknownNameError: for an unknown model name.
+        ParameterError: for an unknown device, or a ``config`` the architecture cannot take.
     """
+    check_device(device)
+    if config is not None and not isinstance(config, dict):
+        raise ParameterError(f"config is {type(config).__name__}, expected a dict of constructor keywords")
     if isinstance(spec, nn.Module):
         model = as_model(spec)
     elif isinstance(spec, (str, os.PathLike)) and _looks_like_path(str(spec)):

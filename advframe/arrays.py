@@ -90,6 +90,9 @@ def load_array_dataset(path: str | os.PathLike[str], split: str = "test") -> Lab
     if not np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_:
         raise DataError(f"data file '{p}': labels y have dtype {y.dtype}: store class indices as integers "
                         f"(e.g. y.astype('int64'))")
+    if x.shape[0] == 0:
+        raise DataError(f"data file '{p}': split '{split}' has no examples (x has shape {tuple(x.shape)}): "
+                        f"store at least one")
     lo, hi = _bounds(arrays, p)
     n_cls = int(y.max()) + 1 if y.size else 2
     if "num_classes" in arrays:

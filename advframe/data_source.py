@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -64,6 +65,8 @@ def as_source(data: Any, bounds: tuple[float, float] | None = None) -> BatchSour
         x, y = data
         if not torch.is_floating_point(x):
             raise DataError(f"inputs have dtype {x.dtype}: convert them to float in the model's input range")
+        if torch.is_floating_point(y) or torch.is_complex(y) or y.dtype == torch.bool:
+            raise DataError(f"labels have dtype {y.dtype}: pass class indices as integers (y.long())")
         y = y.long()
         num_classes = int(y.max()) + 1 if y.numel() else 1
         data = LabeledData(x, y, num_classes=max(num_classes, 2), bounds=tuple(bounds or (0.0, 1.0)),
@@ -74,6 +77,9 @@ def as_source(data: Any, bounds: tuple[float, float] | None = None) -> BatchSour
                                data.default_eps)
         data.validate()
         return BatchSource(data, bounds)
+    if isinstance(data, (str, bytes, os.PathLike)):
+        raise DataError(f"cannot evaluate on the name {str(data)!r}: load the data first, e.g. "
+                        f"data = advframe.load_dataset({str(data)!r})")
     if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
         return BatchSource(data, bounds)
     raise DataError(f"cannot evaluate on {type(data).__name__}: pass LabeledData, an (x, y) pair of tensors, "

@@ -136,7 +136,8 @@ def _expected_shape(model: Any) -> tuple[int, ...] | None:
 
 
 def check_fits(model: Any, data: LabeledData, device: Any = "cpu", model_name: str | None = None) -> None:
-    """Run the first example through ``model`` and refuse data whose shape it cannot take.
+    """Run the first example through ``model`` and refuse data whose shape it cannot take, or
+    whose labels it has no score for.
 
     A model fed inputs of the wrong shape fails deep inside its first layer with a
     message about matrix sizes; this names the data set's input shape and the shape the
@@ -154,7 +155,8 @@ def check_fits(model: Any, data: LabeledData, device: Any = "cpu", model_name: s
         model.eval()
     try:
         with torch.no_grad():
-            model(x)
+            out = model(x)
+            scores = model.scores(out) if callable(getattr(model, "scores", None)) else out
     except (RuntimeError, ValueError, IndexError) as exc:
         want = _expected_shape(model)
         label = f"model '{model_name}'" if model_name else "the model"
@@ -166,3 +168,8 @@ def check_fits(model: Any, data: LabeledData, device: Any = "cpu", model_name: s
     finally:
         if was_training and hasattr(model, "train"):
             model.train()
+    top = int(data.y.max()) if data.y.numel() else -1
+    if isinstance(scores, torch.Tensor) and scores.dim() == 2 and top >= scores.shape[1]:
+        label = f"model '{model_name}'" if model_name else "the model"
+        raise DataError(f"data set '{data.name}' has label {top}, but {label} scores only {scores.shape[1]} "
+                        f"classes (0..{scores.shape[1] - 1}): pass a model made for this data set")

@@ -22,8 +22,9 @@ from advframe import distributed
 from advframe.attack import random_target
 from advframe.checkpoint import atomic_write_text
 from advframe.data_source import as_source
+from advframe.dataset import LabeledData, check_fits
 from advframe.engine import AttackSpec, Engine, Record, Violation
-from advframe.errors import ParameterError
+from advframe.errors import DataError, ParameterError
 from advframe.metrics import RunTally, ratio, topk_correct
 from advframe.model import Model, as_model, model_label
 from advframe.options import EvalOptions, resolve_attacks
@@ -88,6 +89,17 @@ def _targets(mode: str, y: torch.Tensor, clean_scores: torch.Tensor, seed: int, 
 _key = key
 
 
+def check_labels(scores: torch.Tensor, y: torch.Tensor, name: str) -> None:
+    """Refuse labels the model has no score for (label 15 for a 10-class model counted as a miss).
+
+    Raises:
+        DataError: naming the label and the number of classes the model scores.
+    """
+    if scores.dim() == 2 and y.numel() and int(y.max()) >= scores.shape[1]:
+        raise DataError(f"data set '{name}' has label {int(y.max())}, but the model scores only {scores.shape[1]} "
+                        f"classes (0..{scores.shape[1] - 1}): pass a model made for this data set")
+
+
 class _Evaluation:
     """The state of one evaluation: settings, tallies, resume state."""
 
@@ -97,6 +109,13 @@ class _Evaluation:
         self.device = torch.device(opts.device)
         self.model = as_model(model).to(self.device).eval()
         self.source = as_source(data, bounds=opts.bounds).take(opts.limit)
+        if len(self.source) == 0:
+            raise DataError(f"data set '{self.source.name}' has no examples: pass data holding at least one")
+        x0, y0 = self.source.batch(0, 1)  # inputs of a shape the model cannot take: both shapes, one line
+        check_fits(self.model, LabeledData(x0, y0, 2, self.source.bounds, self.source.name, self.source.split),
+                   self.device, opts.model_name)
+        if isinstance(eps, (int, float, str)):  # one eps, not a grid
+            eps = [eps]
         grid = list(eps) if eps is not None else list(self.source.default_eps)
         if not grid:
             raise ParameterError("no eps given and the data set has no default grid: pass --eps")
@@ -166,6 +185,7 @@ class _Evaluation:
         x, y = x.to(self.device), y.to(self.device)
         clean_scores, clean_pred, clean_ok, clean_top5 = classify(self.model, x, y)
         self.classes = int(clean_scores.shape[1])
+        check_labels(clean_scores, y, self.source.name)
         self.clean.add(examples=int(y.shape[0]), top1=int(clean_ok.sum()), top5=int(clean_top5.sum()))
         tgt = _targets(o.target, y, clean_scores, o.seed, start) if o.targeted else None
         if self.worst is not None:
@@ -266,7 +286,8 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[Any] | None = None, 
         data: a :class:`~advframe.dataset.LabeledData`, an ``(x, y)`` pair of tensors,
             or a map-style torch dataset of ``(x, y)`` items.
         attacks: attack names or Attack objects (default: the registry's default attack).
-        eps: the eps grid in the model's input scale (default: the data set's grid).
+        eps: the eps grid in the model's input scale (default: the data set's grid); one
+            number is a grid of one.
         **options: the settings of :class:`~advframe.options.EvalOptions` (``norm``,
             ``params``, ``targeted``, ``target``, ``batch_size``, ``limit``, ``device``,
             ``seed``, ``label_leaks``, ``bounds``, ``progress``, ``strict``,

@@ -122,8 +122,13 @@ class Normalized(Classifier):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean, std = self.mean.to(x.dtype), self.std.to(x.dtype)
+        k = mean.numel()
         if x.dim() == 2:  # flat inputs (N, D): one value per feature or one for all
             mean, std = mean.view(1, -1), std.view(1, -1)
+        if k > 1 and x.dim() >= 2 and x.shape[1] != k:  # broadcasting would invent channels
+            what = "features" if x.dim() == 2 else "channels"
+            raise ParameterError(f"Normalized: mean/std give {k} values but the inputs have {x.shape[1]} {what}: "
+                                 f"give one value per {what[:-1]} (or a single value for all)")
         return self.model((x - mean) / std)
 
     def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

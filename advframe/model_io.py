@@ -182,6 +182,28 @@ def _parameter_count(factory: Callable[..., Any], config: dict[str, Any]) -> int
     return total
 
 
+def check_model_params(factory: Callable[..., Any], config: dict[str, Any], name: str) -> None:
+    """Refuse constructor keywords given by the user (``--model-param``, ``build_model(**config)``)
+    that a registered model's factory does not take, or of absurd size, before it runs.
+
+    Raises:
+        ParameterError: naming the key or value.
+    """
+    where = f"model '{name}'"
+    try:
+        check_keywords(factory, config, where, name)
+        for key, value in config.items():
+            _check_value(value, where, key, 1)
+        count = _parameter_count(factory, config)
+    except CheckpointError as exc:
+        text = str(exc).split(": fix the checkpoint's model_config")[0].replace(": drop it from model_config", "")
+        raise ParameterError(f"{text.replace(f'{where}: model {where[6:]}', where)}: fix the model's parameters "
+                             f"(--model-param)") from None
+    if count is not None and count > MAX_PARAMETERS:
+        raise ParameterError(f"{where} with {_short(config, 120)} would have {count:.3g} parameters (limit "
+                             f"{MAX_PARAMETERS:.0e}): the parameters are absurd, fix them")
+
+
 def build_checked(factory: Callable[..., Any], config: dict[str, Any], where: str, label: str) -> nn.Module:
     """Build ``factory(**config)`` for a checkpoint; every failure is one CheckpointError."""
     check_keywords(factory, config, where, label)
@@ -358,9 +380,13 @@ def check_clean_outputs(model: nn.Module, data: Any, name: str, device: Any = "c
         with torch.no_grad():
             out = model(x)
     except RuntimeError as exc:  # e.g. a model for 28x28 digits given 32x32 colour images
+        from advframe.dataset import _expected_shape
+
         first = (str(exc).splitlines() or ["RuntimeError"])[0]
+        want = _expected_shape(model)
+        expects = f", it expects {'x'.join(map(str, want))}" if want is not None else ""
         raise CheckpointError(f"model '{name}' cannot run on '{getattr(data, 'name', 'the data')}' inputs of shape "
-                              f"{tuple(x.shape[1:])} ({_short(first, 160)}): pick the data set the model was "
+                              f"{tuple(x.shape[1:])}{expects} ({_short(first, 160)}): pick the data set the model was "
                               f"built for") from None
     if not isinstance(out, torch.Tensor):
         return

@@ -18,10 +18,25 @@ import torch
 from advframe import plugins
 from advframe.engine import AttackSpec
 from advframe.errors import ParameterError
-from advframe.params import declared_params, split_params
+from advframe.params import check_seed_value, declared_params, split_params
 from advframe.progress import ProgressCallback
 
 TARGET_MODES = ("random", "least_likely")
+
+
+def check_device(device: Any) -> torch.device:
+    """``device`` as a :class:`torch.device`, refusing a name torch does not know or CUDA without a GPU.
+
+    Raises:
+        ParameterError: naming the device and the ones to use instead.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ParameterError(f"device {device!r} is unknown: use 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(f"device {device!r}: no CUDA device is available here; use 'cpu'")
+    return dev
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,8 @@ class RunOptions(Settings):
 
     def validate(self) -> None:
         """Refuse settings no run can use."""
+        check_seed_value(self.seed)
+        check_device(self.device)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ParameterError(f"batch size {self.batch_size} is invalid: use a positive integer")
         if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
@@ -115,6 +132,8 @@ class EvalOptions(RunOptions):
             raise ParameterError("worst-case robust accuracy is untargeted: drop --targeted or --worst-case")
         if self.target not in TARGET_MODES:
             raise ParameterError(f"target mode '{self.target}' is unknown: use one of {', '.join(TARGET_MODES)}")
+        if self.state_path is not None and os.path.isdir(self.state_path):
+            raise ParameterError(f"state_path '{self.state_path}' is a folder: pass a file name inside it")
 
 
 def default_attacks() -> list[str]:
@@ -148,6 +167,9 @@ def resolve_attacks(attacks: Sequence[Any] | None, params: Mapping[str, Any] | N
             specs.append(AttackSpec(entry.name, registry.build("attacks", a, **per_attack[a]), entry.plugin))
         elif isinstance(a, AttackSpec):
             specs.append(a)
-        else:
+        elif callable(getattr(a, "grid", None)) or callable(getattr(a, "perturb", None)):
             specs.append(AttackSpec(a.name or type(a).__name__, a))
+        else:
+            raise ParameterError(f"attack {a!r} is neither an attack name nor an Attack object: pass e.g. "
+                                 f"attacks=['fgsm'] or attacks=[advframe.get_attack('pgd', steps=10)]")
     return specs

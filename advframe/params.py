@@ -54,6 +54,38 @@ def coerce(value: Any, default: Any, key: str, owner: str) -> Any:
     return text
 
 
+MAX_COUNT = 1_000_000
+"""Largest integer hyper-parameter (steps, restarts, queries, widths...): a count of 1e23
+steps is a typo that would run until killed, so it is refused before any work starts."""
+SEED_LIMIT = 2 ** 32
+"""Seeds are integers in ``[0, 2**32)``: the engine derives per-batch seeds as
+``seed * 1_000_003 + ...``, which ``torch.manual_seed`` accepts only below 2**64 (a seed
+of 1e20 used to fail after the clean pass). Parameters named ``seed`` or ``*_seed`` too."""
+
+
+def check_seed_value(seed: Any, what: str = "seed") -> int:
+    """Return ``seed`` if it is an integer in ``[0, 2**32)``; else raise :class:`ParameterError` naming ``what``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise ParameterError(f"{what} {seed!r} is out of range: use an integer from 0 to {SEED_LIMIT - 1} "
+                             f"(2**32 - 1)")
+    return seed
+
+
+def check_int_bounds(owner: str, values: Mapping[str, Any]) -> None:
+    """Refuse integer parameters beyond :data:`MAX_COUNT` and seeds outside ``[0, 2**32)``.
+
+    Components check their own lower bounds (``steps >= 0``...); this is the upper bound
+    every integer shares, applied by :class:`Configurable` before ``validate``.
+    """
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            continue
+        if key == "seed" or key.endswith("_seed"):
+            check_seed_value(value, f"{owner}: parameter {key}")
+        elif value > MAX_COUNT:
+            raise ParameterError(f"{owner}: parameter {key}={value} is too large: use at most {MAX_COUNT:,}")
+
+
 def check_range(owner: str, **values: tuple[Any, float, float]) -> None:
     """Raise :class:`ParameterError` unless each ``value`` is a finite number in ``[lo, hi]``.
 
@@ -84,7 +116,9 @@ class Configurable:
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, **params: Any) -> None:
-        owner = f"{type(self).__name__.lower()} '{self.name}'" if self.name else type(self).__name__
+        kind = next((c.__name__.lower() for c in type(self).__mro__ if c.__name__ in ("Attack", "Defense", "Dataset")),
+                    type(self).__name__.lower())
+        owner = f"{kind} '{self.name}'" if self.name else type(self).__name__
         preset = params.pop("preset", None)
         merged = dict(self.defaults)
         if preset is not None:
@@ -102,6 +136,7 @@ class Configurable:
         self.params: dict[str, Any] = merged
         for key, value in merged.items():
             setattr(self, key, value)
+        check_int_bounds(owner, merged)
         self.validate()
 
     def validate(self) -> None:

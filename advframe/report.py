@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 
 from advframe.checkpoint import atomic_write_bytes
 from advframe.errors import AdvframeError, DataError
+from advframe.threat import NORMS
 
 EVAL_SCHEMA = "advframe.eval/1"
 
@@ -73,6 +75,10 @@ def load_documents(paths: list[str | os.PathLike[str]]) -> tuple[list[dict[str, 
             doc = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataError(f"'{path}' is not JSON ({exc.__class__.__name__}): pass a results document") from None
+        except RecursionError:
+            raise DataError(f"'{path}' is JSON nested too deeply to read: pass a results document") from None
+        except OSError as exc:
+            raise DataError(f"cannot read '{path}' ({exc.strerror}): pass a readable results document") from None
         schema = doc.get("schema") if isinstance(doc, dict) else None
         if schema == EVAL_SCHEMA:
             problem = eval_document_problem(doc)
@@ -107,18 +113,35 @@ def kind_problem(where: str, value: Any, kind: str) -> str | None:
         if value is None:
             return None
         kind = kind[:-1]
+    number = isinstance(value, _NUM) and not isinstance(value, bool)
     ok = {"str": isinstance(value, str),
           "bool": isinstance(value, bool),
           "int": isinstance(value, int) and not isinstance(value, bool),
-          "num": isinstance(value, _NUM) and not isinstance(value, bool),
-          "fraction": isinstance(value, _NUM) and not isinstance(value, bool) and 0 <= value <= 1,
+          "count": isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+          "num": number and math.isfinite(value),
+          "size": number and math.isfinite(value) and value >= 0,
+          "fraction": number and 0 <= value <= 1,
+          "norm": value in NORMS,
           "list": isinstance(value, list),
-          "dict": isinstance(value, dict)}[kind]
+          "dict": isinstance(value, dict),
+          "objects": isinstance(value, list) and all(isinstance(v, dict) for v in value)}[kind]
     if ok:
         return None
-    want = {"num": "a number", "int": "an integer", "fraction": "a fraction in [0, 1]", "str": "a string",
-            "bool": "true or false", "list": "a list", "dict": "an object"}[kind]
+    want = {"num": "a finite number", "int": "an integer", "count": "an integer >= 0",
+            "size": "a finite number >= 0", "fraction": "a fraction in [0, 1]", "str": "a string",
+            "norm": f"one of {', '.join(NORMS)}", "bool": "true or false", "list": "a list", "dict": "an object",
+            "objects": "a list of objects"}[kind]
     return f"{where} is {json.dumps(value)[:40]}, expected {want}"
+
+
+def optional_problem(where: str, obj: dict[str, Any], fields: dict[str, str]) -> str | None:
+    """Like :func:`fields_problem` for keys that may be absent (older documents)."""
+    for key, kind in fields.items():
+        if key in obj:
+            problem = kind_problem(f"'{where}{key}'", obj[key], kind)
+            if problem:
+                return problem
+    return None
 
 
 def fields_problem(where: str, obj: Any, fields: dict[str, str]) -> str | None:
@@ -134,22 +157,27 @@ def fields_problem(where: str, obj: Any, fields: dict[str, str]) -> str | None:
     return None
 
 
-EVAL_FIELDS = {"model": "str", "dataset": "str", "split": "str", "examples": "int", "clean": "dict",
+EVAL_FIELDS = {"model": "str", "dataset": "str", "split": "str", "examples": "count", "clean": "dict",
                "runs": "list"}
-EVAL_RUN_FIELDS = {"attack": "str", "eps": "num", "norm": "str", "targeted": "bool", "top1": "fraction?",
-                   "top5": "fraction?", "success_rate": "fraction?", "accuracy_ratio": "num?",
-                   "label_leaks": "int?", "max_perturbation": "num", "violations": "int",
-                   "gradient_evaluations": "num?", "seconds": "num"}
+EVAL_OPTIONAL = {"checks": "objects", "violations": "objects", "worst_case": "objects"}
+EVAL_RUN_FIELDS = {"attack": "str", "eps": "size", "norm": "norm", "targeted": "bool", "top1": "fraction?",
+                   "top5": "fraction?", "success_rate": "fraction?", "accuracy_ratio": "size?",
+                   "label_leaks": "count?", "max_perturbation": "size", "violations": "count",
+                   "gradient_evaluations": "size?", "seconds": "size"}
+EVAL_RUN_OPTIONAL = {"params": "dict", "examples": "count", "rejected_examples": "count",
+                     "rejected_batches": "count", "failed": "bool"}
 
 
 def eval_document_problem(doc: dict[str, Any]) -> str | None:
     """What is wrong with an ``advframe.eval/1`` document (the keys a report reads), or None."""
     problem = fields_problem("", doc, EVAL_FIELDS) or fields_problem("clean", doc["clean"],
                                                                       {"top1": "fraction", "top5": "fraction?"})
+    problem = problem or optional_problem("", doc, EVAL_OPTIONAL)
     if problem:
         return problem
     for i, run in enumerate(doc["runs"]):
-        problem = fields_problem(f"runs[{i}]", run, EVAL_RUN_FIELDS)
+        problem = fields_problem(f"runs[{i}]", run, EVAL_RUN_FIELDS) \
+            or optional_problem(f"runs[{i}].", run, EVAL_RUN_OPTIONAL)
         if problem:
             return problem
     return None
@@ -182,6 +210,20 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def check_eps(evals: list[dict[str, Any]], others: list[dict[str, Any]], eps: float | None) -> None:
+    """Refuse an eps that no run of the documents holds (the tables would be all dashes).
+
+    Raises:
+        DataError: naming the eps and those the documents hold.
+    """
+    if eps is None:
+        return
+    held = sorted({r["eps"] for d in evals + others for r in d.get("runs", []) if isinstance(r, dict) and "eps" in r})
+    if held and not any(abs(e - eps) < 1e-9 for e in held):
+        raise DataError(f"eps {eps:g} is in none of the documents (they hold eps {', '.join(f'{e:g}' for e in held)}): "
+                        f"pass one of those to --eps")
 
 
 def markdown(evals: list[dict[str, Any]], others: list[dict[str, Any]], eps: float | None = None,

@@ -100,6 +100,8 @@ class ThreatModel:
         if self.norm not in NORMS:
             raise ThreatModelError(f"unknown norm '{self.norm}': use one of {', '.join(NORMS)}")
         try:
+            if isinstance(self.eps, bool):
+                raise TypeError
             eps = float(self.eps)
         except (TypeError, ValueError):
             raise ThreatModelError(f"eps {self.eps!r} is not a number") from None
@@ -111,6 +113,9 @@ class ThreatModel:
             raise ThreatModelError(f"bounds {self.bounds!r} must be two numbers (lo, hi)") from None
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise ThreatModelError(f"bounds ({lo}, {hi}) are invalid: need finite lo < hi")
+        tol = self.tolerance
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (math.isfinite(tol) and tol >= 0):
+            raise ThreatModelError(f"tolerance {tol!r} is invalid: use a finite number >= 0 (default 1e-5)")
         object.__setattr__(self, "eps", eps)
         object.__setattr__(self, "bounds", (lo, hi))
         object.__setattr__(self, "targeted", bool(self.targeted))
@@ -145,13 +150,31 @@ class ThreatModel:
         when x itself lies inside the box.
         """
         delta = x_adv - x
+        span = self.bounds[1] - self.bounds[0]
+        # An infinite step (eps 1e300 overflows float32) becomes one of the box's span, which
+        # projects to the same bound, so that no inf / inf makes NaN below.
+        delta = torch.where(torch.isinf(delta), delta.sign() * span, delta)
         if self.norm == "linf":
-            delta = delta.clamp(-self.eps, self.eps)
+            eps = min(self.eps, span)  # exact: a larger clamp only admits points the box clip removes
+            delta = delta.clamp(-eps, eps)
         else:
             n = _flat_norm(delta, "l2").clamp_min(1e-12)
             factor = (self.eps / n).clamp(max=1.0)
             delta = delta * factor.view(-1, *([1] * (delta.dim() - 1)))
         return self.clip_bounds(x + delta)
+
+    def reach(self, x: torch.Tensor) -> float:
+        """``eps`` capped at the longest step inside the box: its span ``hi - lo`` (linf) or its
+        diameter ``span · sqrt(d)`` (l2, ``d`` values per example of ``x``).
+
+        One-step attacks step ``x + reach · d`` with ``|d| <= 1``: the same projected point as
+        ``x + eps · d`` whenever ``eps`` is below the cap, and finite in float32 above it
+        (``1e300 · d`` overflows to inf, and ``inf · 0`` is NaN).
+        """
+        span = self.bounds[1] - self.bounds[0]
+        if self.norm == "linf":
+            return min(self.eps, span)
+        return min(self.eps, span * math.sqrt(max(1, x[0].numel() if x.shape[0] else 1)))
 
     def perturbation(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Per-example norm of ``x_adv - x``."""

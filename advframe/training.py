@@ -38,12 +38,13 @@ from torch import nn
 
 from advframe import distributed
 from advframe.checkpoint import load_checkpoint, save_checkpoint
-from advframe.dataset import LabeledData
+from advframe.dataset import LabeledData, check_fits
 from advframe.defense import Defense
 from advframe.errors import CheckpointError, ParameterError
 from advframe.model import Model, architecture_state, as_model, describe_model, model_config
 from advframe.model_io import load_weights
 from advframe.options import Settings
+from advframe.params import check_seed_value
 from advframe.progress import ProgressCallback, emit
 from advframe.threat import ThreatModel
 
@@ -250,6 +251,13 @@ class TrainOptions(Settings):
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for a bad setting of a training loop."""
+        for key in ("epochs", "batch_size", "checkpoint_every", "max_steps"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ParameterError(f"{key.replace('_', ' ')} {value!r} is not an integer: pass a whole number")
+        check_seed_value(self.seed)
+        if self.out is not None and os.path.isdir(self.out):
+            raise ParameterError(f"out '{self.out}' is a folder: pass a checkpoint file name inside it")
         if self.epochs < 1:
             raise ParameterError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -260,8 +268,8 @@ class TrainOptions(Settings):
             raise ParameterError(f"unknown schedule '{self.schedule}': use one of {', '.join(SCHEDULES)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ParameterError(f"learning rate must be a positive number, got {self.lr}")
-        if not (self.momentum >= 0 and math.isfinite(self.momentum)):  # NaN momentum was blamed on --lr
-            raise ParameterError(f"momentum must be a finite number >= 0, got {self.momentum}")
+        if not 0 <= self.momentum < 1:  # NaN momentum was blamed on --lr; momentum >= 1 never forgets a step
+            raise ParameterError(f"momentum must be a number in [0, 1), got {self.momentum}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ParameterError(f"weight decay must be a finite number >= 0, got {self.weight_decay}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
@@ -388,6 +396,7 @@ class _Training:
         torch.manual_seed(o.seed)
         net, self.name, self.cfg = _resolve_model(model, o.model_config)
         self.net = net.to(self.dev)
+        check_fits(self.net, self.data, self.dev, self.name)  # shapes and labels, before any step
         self.runner: Any = distributed.DistributedModel(self.net, self.dev) if self.world > 1 else self.net
         self.dfn = _resolve_defense(o.defense, o.defense_params)
         self.opt = make_optimizer(o.optimizer, self.net.parameters(), o.lr, o.momentum, o.weight_decay)

@@ -218,6 +218,31 @@ def checkpoint_copy(tmp: Path, res: "Resources") -> None:
     shutil.copy(res.checkpoint(), tmp / "ck.safetensors")
 
 
+def npz(name: str = "d.npz", **edits: object) -> Callable[[Path, "Resources"], None]:
+    """An array data set ``name`` (six random digits in [0, 1], labels 0..5) with ``edits`` applied;
+    an edit of None removes the array."""
+    def setup(tmp: Path, res: "Resources") -> None:
+        rng = np.random.default_rng(0)
+        arrays: dict[str, object] = {"x": rng.random((6, 1, 28, 28)).astype(np.float32), "y": np.arange(6)}
+        for key, value in edits.items():
+            if value is None:
+                arrays.pop(key)
+            else:
+                arrays[key] = value(arrays[key]) if callable(value) else value
+        np.savez(tmp / name, **arrays)
+    return setup
+
+
+def with_nan(x: np.ndarray) -> np.ndarray:
+    x = x.copy()
+    x[2, 0, 3, 3] = np.nan
+    return x
+
+
+def deeply_nested(tmp: Path, res: "Resources") -> None:
+    (tmp / "r.json").write_text("[" * 100_000 + "]" * 100_000)
+
+
 class Resources:
     """What several rows share, made once per module."""
 
@@ -428,11 +453,159 @@ PARAM_ROWS = [
     Row("param-unknown-preset", EVAL + ["--attack", "pgd", "--param", "preset=nope"], ["nope"]),
 ]
 
+# ---- rows added for the commands and options that were thin above (each found clean, or fixed to be)
+
+UT = ["--model", "mnist_cnn", "--untrained"]
+ARR = ["--dataset", "{tmp}/d.npz"]
+REP = ["report", "{tmp}/r.json"]
+TG = ["train-generator", "--no-progress", "--out", "{tmp}/g.safetensors"]
+LIP = ["lipschitz", "--model", "mnist_cnn"]
+
+MORE_EPS_ROWS = [Row(f"eps-{name}", EVAL + ["--attack", "fgsm", "--eps", value], [value])
+                 for name, value in (("double-fraction", "8/255/2"), ("overflow", "1e400"),
+                                     ("negative-fraction", "-8/255"))]
+MORE_EPS_ROWS += [Row("eps-empty", EVAL + ["--attack", "fgsm", "--eps", ""], ["eps ''"])]
+
+MORE_EVAL_ROWS = [
+    Row("norm-uppercase", EVAL + ["--norm", "L2"], ["'L2'", "linf, l2"]),
+    Row("norm-not-supported", EVAL + ["--norm", "l2", "--attack", "fgsm"], ["fgsm", "l2", "--norm linf"]),
+    Row("targeted-untargetable", EVAL + ["--targeted", "--attack", "deepfool"], ["deepfool", "--targeted"]),
+    Row("model-empty", EVAL + ["--model", ""], ["--model", "''"]),
+    Row("suite-unknown", EVAL + ["--suite", "autoatack"], ["autoatack"]),
+    Row("suite-and-attack", EVAL + ["--suite", "autoattack", "--attack", "fgsm"], ["--suite autoattack", "fgsm"]),
+    Row("devices-negative", EVAL + ["--devices", "-1"], ["--devices", "-1"]),
+    Row("seed-2-32", EVAL + ["--seed", str(2 ** 32)], ["--seed", str(2 ** 32)]),
+    Row("limit-float", EVAL + ["--limit", "1e3"], ["--limit", "1e3"]),
+    Row("model-param-abc", EVAL + UT + ["--model-param", "width=abc"], ["width='abc'"]),
+    Row("model-param-inf", EVAL + UT + ["--model-param", "width=inf"], ["width = inf"]),
+    Row("model-param-1e308", EVAL + UT + ["--model-param", "width=1e308"], ["width = 1e+308"]),
+    Row("model-param-scoped", EVAL + UT + ["--model-param", "net.width=2"], ["'net'", "width"]),
+    Row("model-param-no-equals", EVAL + UT + ["--model-param", "width"], ["'width'", "key=value"]),
+    Row("normalize-zero-std", EVAL + ["--normalize", "0.5/0"], ["std", "0.0"]),
+    Row("normalize-arity", EVAL + ["--normalize", "0.5,0.5/0.2"], ["2 values", "1"]),
+    Row("normalize-channels", EVAL + UT + ["--normalize", "0.5,0.5,0.5/0.2,0.2,0.2"], ["3 values", "1 channels"]),
+    Row("normalize-nan", EVAL + ["--normalize", "nan/0.3"], ["mean", "nan"]),
+    Row("param-steps-1e23", EVAL + ["--attack", "pgd", "--param", "pgd.steps=" + "1" + "0" * 23],
+        ["steps=1" + "0" * 23, "at most 1,000,000"]),
+    Row("param-max-iterations-huge", EVAL + ["--attack", "cw_l2", "--norm", "l2", "--param",
+                                             "cw_l2.max_iterations=99999999999"], ["max_iterations=99999999999"]),
+    Row("param-seed-negative", EVAL + ["--attack", "pgd", "--param", "pgd.seed=-1"], ["seed -1", "2**32"]),
+    Row("param-step-size-nan", EVAL + ["--attack", "pgd", "--param", "pgd.step_size=nan"], ["step_size=nan"]),
+    Row("param-step-size-inf", EVAL + ["--attack", "pgd", "--param", "pgd.step_size=inf"], ["step_size=inf"]),
+    Row("param-bool-maybe", EVAL + ["--attack", "pgd", "--param", "pgd.random_start=maybe"], ["'maybe'", "bool"]),
+    Row("param-steps-float", EVAL + ["--attack", "pgd", "--param", "pgd.steps=2.5"], ["'2.5'", "int"]),
+]
+
+ARRAY_ROWS = [
+    Row("array-nan", EVAL + UT + ARR, ["example 2", "NaN"], npz(x=with_nan)),
+    Row("array-out-of-range", EVAL + UT + ARR, ["outside the bounds", "2.5"],
+        npz(x=lambda x: np.where(x > 0.9, 2.5, x).astype(np.float32))),
+    Row("array-label-count", EVAL + UT + ARR, ["6 inputs but 4 labels"], npz(y=np.arange(4))),
+    Row("array-float-labels", EVAL + UT + ARR, ["float64", "integers"], npz(y=np.arange(6.0))),
+    Row("array-no-labels", EVAL + UT + ARR, ["{tmp}/d.npz", "x and y"], npz(y=None)),
+    Row("array-zero-examples", EVAL + UT + ARR, ["{tmp}/d.npz", "no examples"],
+        npz(x=np.zeros((0, 1, 28, 28), np.float32), y=np.zeros(0, np.int64))),
+    Row("array-3d", EVAL + UT + ARR, ["(6, 28, 28)", "x[:, None]"], npz(x=lambda x: x[:, 0])),
+    Row("array-bounds-reversed", EVAL + UT + ARR, ["bounds [1, 0]"], npz(bounds=np.array([1.0, 0.0]))),
+    Row("array-eps-negative", EVAL + UT + ARR, ["eps -0.1"], npz(eps=np.array([-0.1]))),
+    Row("array-label-beyond-model", EVAL + UT + ARR, ["label 15", "10 classes"],
+        npz(y=np.array([0, 1, 2, 3, 4, 15]))),
+    Row("array-negative-label", EVAL + UT + ARR, ["label -2"], npz(y=np.array([0, 1, -2, 3, 4, 5]))),
+    Row("array-missing", EVAL + UT + ["--dataset", "{tmp}/none.npz"], ["{tmp}/none.npz"]),
+    Row("array-not-npz", EVAL + UT + ARR, ["{tmp}/d.npz"], a_file("d.npz", "garbage")),
+    Row("array-shape-not-model", EVAL + UT + ARR, ["(3, 8, 8)", "1x28x28"],
+        npz(x=np.full((6, 3, 8, 8), 0.5, np.float32))),
+    Row("train-array-label-beyond-model", TRAIN + ARR, ["label 15", "10 classes"],
+        npz(x_train=np.full((6, 1, 28, 28), 0.5, np.float32), y_train=np.array([0, 1, 2, 3, 4, 15]))),
+    Row("train-array-no-train-split", TRAIN + ARR, ["x_test, y_test", "x_train"],
+        npz(x=None, y=None, x_test=np.full((6, 1, 28, 28), 0.5, np.float32), y_test=np.arange(6))),
+]
+
+MORE_TRAIN_ROWS = [
+    Row("epochs-negative", TRAIN + ["--epochs", "-1"], ["epochs", "-1"]),
+    Row("epochs-nan", TRAIN + ["--epochs", "nan"], ["--epochs", "nan"]),
+    Row("train-batch-size-negative", TRAIN + ["--batch-size", "-1"], ["batch size", "-1"]),
+    Row("lr-inf", TRAIN + ["--lr", "inf"], ["learning rate", "inf"]),
+    Row("lr-negative", TRAIN + ["--lr", "-0.1"], ["learning rate", "-0.1"]),
+    Row("momentum-one", TRAIN + ["--momentum", "1"], ["momentum", "1.0", "[0, 1)"]),
+    Row("momentum-two", TRAIN + ["--momentum", "2"], ["momentum", "2.0"]),
+    Row("checkpoint-every-negative", TRAIN + ["--checkpoint-every", "-5"], ["checkpoint_every", "-5"]),
+    Row("train-devices-zero", TRAIN + ["--devices", "0"], ["--devices", "0"]),
+    Row("amp-without-cuda", TRAIN + ["--amp", "--device", "cpu"], ["amp", "CUDA"]),
+    Row("train-model-empty", TRAIN + ["--model", ""], ["--model", "''"]),
+    Row("train-dataset-blank", TRAIN + ["--dataset", " "], ["--dataset", "' '"]),
+    Row("train-seed-negative", TRAIN + ["--seed", "-1"], ["--seed", "-1"]),
+    Row("train-model-param-abc", TRAIN + ["--model-param", "width=abc"], ["width='abc'"]),
+    Row("train-normalize-zero-std", TRAIN + ["--normalize", "0.1/0"], ["std", "0.0"]),
+    Row("defense-param-nan", TRAIN + ["--defense", "fgsm_at", "--param", "eps=nan"], ["fgsm_at", "eps=nan"]),
+    Row("resume-not-a-checkpoint", RESUME, ["{tmp}/ck.safetensors", "safetensors"],
+        a_file("ck.safetensors", "not a checkpoint")),
+    Row("resume-other-model-param", RESUME + ["--model-param", "width=2"], ["model_config", "'width': 2"],
+        checkpoint_copy),
+    Row("tg-epochs-zero", TG + ["--epochs", "0"], ["epochs", "0"]),
+    Row("tg-width-zero", TG + ["--width", "0"], ["width k=0"]),
+    Row("tg-norm-unknown", TG + ["--norm", "l3"], ["'l3'"]),
+    Row("tg-generator-unknown", TG + ["--generator", "g9"], ["'g9'"]),
+    Row("tg-eps-word", TG + ["--eps", "big"], ["'big'"]),
+    Row("tg-out-folder", ["train-generator", "--no-progress", "--out", "{tmp}/d"], ["--out", "{tmp}/d", "folder"],
+        a_folder("d")),
+    Row("tg-seed-negative", TG + ["--seed", "-1"], ["--seed", "-1"]),
+]
+
+MORE_REPORT_ROWS = [
+    Row("report-no-file", ["report"], ["results"]),
+    Row("report-eps-negative", REP + ["--eps", "-1"], ["eps -1"], good_eval_doc),
+    Row("report-eps-not-held", ["report", "{tmp}/t.json", "--eps", "0.5"], ["eps 0.5", "0.1"],
+        doc_file("t.json", lambda d: None, TRANSFER_DOC)),
+    Row("report-run-not-object", REP, ["{tmp}/r.json", "runs[0] is not an object"],
+        doc_file("r.json", lambda d: d.update(runs=[1]))),
+    Row("report-top1-nan", REP, ["runs[0].top1", "NaN"],
+        doc_file("r.json", lambda d: d["runs"][0].update(top1=float("nan")))),
+    Row("report-examples-negative", REP, ["'examples' is -3"], doc_file("r.json", lambda d: d.update(examples=-3))),
+    Row("report-eps-infinity", REP, ["runs[0].eps", "Infinity"],
+        doc_file("r.json", lambda d: d["runs"][0].update(eps=float("inf")))),
+    Row("report-eps-negative-in-doc", REP, ["runs[0].eps", "-0.1"],
+        doc_file("r.json", lambda d: d["runs"][0].update(eps=-0.1))),
+    Row("report-norm-l3", REP, ["runs[0].norm", "l3"], doc_file("r.json", lambda d: d["runs"][0].update(norm="l3"))),
+    Row("report-checks-string", REP, ["'checks'", "list of objects"],
+        doc_file("r.json", lambda d: d.update(checks="none"))),
+    Row("report-params-list", REP, ["runs[0].params", "object"],
+        doc_file("r.json", lambda d: d["runs"][0].update(params=[1]))),
+    Row("report-nested-too-deeply", REP, ["{tmp}/r.json", "nested too deeply"], deeply_nested),
+    Row("report-binary", REP, ["{tmp}/r.json", "not JSON"],
+        lambda tmp, res: (tmp / "r.json").write_bytes(b"\xff\xfe\x00\x80 binary")),
+    Row("report-folder", ["report", "{tmp}/d"], ["{tmp}/d"], a_folder("d")),
+    Row("report-schema-missing", REP, ["schema None"], doc_file("r.json", lambda d: d.pop("schema") and None)),
+    Row("report-transfer-clean-missing", ["report", "{tmp}/t.json"], ["'clean.a' is missing"],
+        doc_file("t.json", lambda d: d.update(clean={}), TRANSFER_DOC)),
+    Row("report-transfer-sources-string", ["report", "{tmp}/t.json"], ["'sources'", "list"],
+        doc_file("t.json", lambda d: d.update(sources="a"), TRANSFER_DOC)),
+    Row("report-plot-and-markdown-same", REP + ["--plot", "{tmp}/x", "--markdown", "{tmp}/x"],
+        ["--markdown", "--plot", "{tmp}/x"], good_eval_doc),
+]
+
+MORE_COMMAND_ROWS = [
+    Row("list-uppercase", ["list", "ATTACKS"], ["'ATTACKS'"]),
+    Row("list-two-kinds", ["list", "attacks", "models"], ["models"]),
+    Row("list-empty-kind", ["list", ""], ["kind ''"]),
+    Row("plugins-extra-argument", ["plugins", "extra"], ["extra"]),
+    Row("plugins-unknown-option", ["plugins", "--bogus"], ["--bogus"]),
+    Row("lipschitz-input-size-2", LIP + ["--input-size", "2"], ["1x2x2", "--input-size"]),
+    Row("lipschitz-input-size-huge", LIP + ["--input-size", "1000000"], ["--input-size 1000000"]),
+    Row("lipschitz-in-channels-3", LIP + ["--in-channels", "3"], ["3x28x28", "--in-channels"]),
+    Row("lipschitz-model-param-abc", LIP + ["--model-param", "width=abc"], ["width='abc'"]),
+    Row("lipschitz-model-param-unknown", LIP + ["--model-param", "depth=3"], ["'depth'"]),
+    Row("lipschitz-no-model", ["lipschitz"], ["--model"]),
+    Row("lipschitz-missing-checkpoint", ["lipschitz", "--model", "{tmp}/none.safetensors"], ["{tmp}/none.safetensors"]),
+]
+
 ROWS: list[Row] = (DATA_ROWS + OUTPUT_ROWS + PARTIAL_ROWS + TRAIN_ROWS + BOUND_ROWS + REPORT_ROWS + NAME_ROWS
-                   + EPS_ROWS + COUNT_ROWS + PARAM_ROWS)
+                   + EPS_ROWS + COUNT_ROWS + PARAM_ROWS + MORE_EPS_ROWS + MORE_EVAL_ROWS + ARRAY_ROWS
+                   + MORE_TRAIN_ROWS + MORE_REPORT_ROWS + MORE_COMMAND_ROWS)
 
 SUBPROCESS = ("gzip-corrupt-stream", "eval-output-fifo", "momentum-nan", "eval-seed-1e20", "report-run-eps-string",
-              "lipschitz-in-channels-0")
+              "lipschitz-in-channels-0", "param-steps-1e23", "array-label-beyond-model", "report-nested-too-deeply",
+              "tg-out-folder")
 
 
 @pytest.fixture(scope="module")
@@ -458,7 +631,7 @@ def check(code: int, output: str, needles: list[str], row: Row) -> None:
 
 def test_the_table_is_big_and_ids_are_unique():
     ids = [r.id for r in ROWS]
-    assert len(ids) == len(set(ids)) and len(ids) >= 60
+    assert len(ids) == len(set(ids)) and len(ids) >= 200
     assert set(SUBPROCESS) <= set(ids)
 
 
@@ -561,3 +734,144 @@ def test_resume_with_the_same_settings_is_not_refused(tmp_path, res):
                             momentum=0.9, weight_decay=0.0, schedule="none", seed=0,
                             out=tmp_path / "ck.safetensors", max_steps=2, resume=True)
     assert result.steps == 2
+
+
+# ---------------------------------------------------------------- the Python API
+
+
+@dataclass
+class ApiRow:
+    id: str
+    call: Callable[[], object]
+    error: type
+    needles: list[str]
+
+
+def _net():
+    import advframe
+
+    return advframe.build_model("mnist_cnn", width=0.25)
+
+
+def _xy(labels: list[int] | None = None, dtype=None):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.tensor(labels if labels is not None else [0, 1, 2, 3, 4, 5])
+    return torch.rand(len(y), 1, 28, 28, generator=g), (y if dtype is None else y.to(dtype))
+
+
+def _labeled(labels: list[int] | None = None):
+    from advframe.dataset import LabeledData
+
+    x, y = _xy(labels)
+    return LabeledData(x, y, max(10, int(y.max()) + 1) if len(y) else 10)
+
+
+def _api_rows() -> list[ApiRow]:
+    import math
+
+    import torch
+
+    import advframe
+    from advframe.errors import CheckpointError, DataError, ParameterError, ThreatModelError, UnknownNameError
+
+    def ev(**kw):
+        data = kw.pop("data", None)
+        return lambda: advframe.evaluate(_net(), data if data is not None else _xy(),
+                                         **{"attacks": ["fgsm"], "eps": [0.1], **kw})
+
+    return [
+        ApiRow("api-evaluate-eps-negative", ev(eps=[-0.1]), ThreatModelError, ["eps -0.1"]),
+        ApiRow("api-evaluate-eps-word", ev(eps=["abc"]), ThreatModelError, ["'abc'"]),
+        ApiRow("api-evaluate-batch-size-float", ev(batch_size=2.5), ParameterError, ["batch size 2.5"]),
+        ApiRow("api-evaluate-limit-zero", ev(limit=0), ParameterError, ["limit 0"]),
+        ApiRow("api-evaluate-seed-negative", ev(seed=-1), ParameterError, ["seed -1"]),
+        ApiRow("api-evaluate-seed-1e20", ev(seed=10 ** 20), ParameterError, ["seed " + str(10 ** 20)]),
+        ApiRow("api-evaluate-device-unknown", ev(device="tpu"), ParameterError, ["'tpu'"]),
+        ApiRow("api-evaluate-unknown-setting", ev(bogus=1), ParameterError, ["'bogus'"]),
+        ApiRow("api-evaluate-target-mode", ev(targeted=True, target="most"), ParameterError, ["'most'"]),
+        ApiRow("api-evaluate-state-path-folder", ev(state_path=os.getcwd()), ParameterError, ["state_path", "folder"]),
+        ApiRow("api-evaluate-labels-float", ev(data=_xy(dtype=None)[:1] + (torch.arange(6.0),)), DataError,
+               ["torch.float32", "integers"]),
+        ApiRow("api-evaluate-label-beyond-model", ev(data=_xy([0, 1, 2, 3, 4, 15])), DataError, ["label 15", "10 classes"]),
+        ApiRow("api-evaluate-no-examples", ev(data=(torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long))),
+               DataError, ["no examples"]),
+        ApiRow("api-evaluate-data-name", ev(data="mnist5k"), DataError, ["'mnist5k'", "load_dataset"]),
+        ApiRow("api-evaluate-attack-not-attack", ev(attacks=[3]), ParameterError, ["attack 3"]),
+        ApiRow("api-evaluate-input-shape", ev(data=(torch.rand(6, 3, 8, 8), torch.arange(6))), DataError,
+               ["3x8x8", "1x28x28"]),
+        ApiRow("api-evaluate-steps-1e23", ev(attacks=["pgd"], params={"pgd": {"steps": 10 ** 23}}), ParameterError,
+               ["steps=" + str(10 ** 23)]),
+        ApiRow("api-build-model-width-abc", lambda: advframe.build_model("mnist_cnn", width="abc"), ParameterError,
+               ["width='abc'"]),
+        ApiRow("api-build-model-width-inf", lambda: advframe.build_model("mnist_cnn", width=math.inf), ParameterError,
+               ["width = inf"]),
+        ApiRow("api-build-model-unknown-key", lambda: advframe.build_model("mnist_cnn", depth=3), ParameterError,
+               ["'depth'"]),
+        ApiRow("api-load-model-unknown", lambda: advframe.load_model("lenet9"), UnknownNameError, ["'lenet9'"]),
+        ApiRow("api-load-model-missing-file", lambda: advframe.load_model(os.path.join(os.getcwd(), "none.safetensors")),
+               CheckpointError, ["none.safetensors"]),
+        ApiRow("api-load-model-device", lambda: advframe.load_model("mnist_cnn_standard", device="tpu"), ParameterError,
+               ["'tpu'"]),
+        ApiRow("api-load-model-config-list", lambda: advframe.load_model("mnist_cnn", config=[1]), ParameterError,
+               ["config is list"]),
+        ApiRow("api-get-attack-steps-huge", lambda: advframe.get_attack("pgd", steps=10 ** 23), ParameterError,
+               ["attack 'pgd'", "steps="]),
+        ApiRow("api-get-attack-seed-huge", lambda: advframe.get_attack("pgd", seed=10 ** 30), ParameterError,
+               ["seed " + str(10 ** 30)]),
+        ApiRow("api-get-attack-steps-word", lambda: advframe.get_attack("pgd", steps="abc"), ParameterError, ["'abc'"]),
+        ApiRow("api-get-attack-unknown-param", lambda: advframe.get_attack("pgd", stepz=3), ParameterError,
+               ["'stepz'", "'steps'"]),
+        ApiRow("api-get-attack-square-queries", lambda: advframe.get_attack("square", queries=10 ** 12), ParameterError,
+               ["queries=" + str(10 ** 12)]),
+        ApiRow("api-get-defense-steps-huge", lambda: advframe.get_defense("pgd_at", steps=10 ** 9), ParameterError,
+               ["defense 'pgd_at'", "steps="]),
+        ApiRow("api-threat-eps-bool", lambda: advframe.ThreatModel(eps=True), ThreatModelError, ["eps True"]),
+        ApiRow("api-threat-eps-nan", lambda: advframe.ThreatModel(eps=math.nan), ThreatModelError, ["eps nan"]),
+        ApiRow("api-threat-norm-l1", lambda: advframe.ThreatModel(norm="l1"), ThreatModelError, ["'l1'"]),
+        ApiRow("api-threat-bounds-reversed", lambda: advframe.ThreatModel(bounds=(1, 0)), ThreatModelError, ["bounds"]),
+        ApiRow("api-threat-tolerance-negative", lambda: advframe.ThreatModel(tolerance=-1), ThreatModelError,
+               ["tolerance -1"]),
+        ApiRow("api-normalized-zero-std", lambda: advframe.Normalized(_net(), [0.5], [0.0]), ParameterError, ["std"]),
+        ApiRow("api-normalized-arity", lambda: advframe.Normalized(_net(), [0.5, 0.5], [0.2]), ParameterError,
+               ["2 values", "1"]),
+        ApiRow("api-normalized-channels", lambda: advframe.Normalized(_net(), [0.5] * 3, [0.2] * 3)(_xy()[0]),
+               ParameterError, ["3 values", "1 channels"]),
+        ApiRow("api-train-momentum-one", lambda: advframe.train("mnist_cnn", _labeled(), momentum=1.0), ParameterError,
+               ["momentum", "1.0"]),
+        ApiRow("api-train-epochs-float", lambda: advframe.train("mnist_cnn", _labeled(), epochs=1.5), ParameterError,
+               ["epochs 1.5"]),
+        ApiRow("api-train-seed-1e20", lambda: advframe.train("mnist_cnn", _labeled(), seed=10 ** 20), ParameterError,
+               ["seed " + str(10 ** 20)]),
+        ApiRow("api-train-label-beyond-model", lambda: advframe.train("mnist_cnn", _labeled([0, 1, 2, 3, 4, 15])),
+               DataError, ["label 15", "10 classes"]),
+        ApiRow("api-train-out-folder", lambda: advframe.train("mnist_cnn", _labeled(), out=os.getcwd()), ParameterError,
+               ["folder"]),
+        ApiRow("api-load-dataset-split", lambda: advframe.load_dataset("mnist5k", split="val"), DataError, ["'val'"]),
+    ]
+
+
+API_IDS = [r.id for r in _api_rows()]
+
+
+@pytest.mark.parametrize("row_id", API_IDS)
+def test_bad_api_input_raises_one_clear_error(row_id, tmp_path, monkeypatch):
+    from advframe.errors import AdvframeError
+
+    monkeypatch.chdir(tmp_path)
+    row = next(r for r in _api_rows() if r.id == row_id)
+    with pytest.raises(AdvframeError) as caught:
+        row.call()
+    assert isinstance(caught.value, row.error), f"{row.id}: {type(caught.value).__name__}: {caught.value}"
+    text = str(caught.value)
+    assert "\n" not in text.strip(), f"{row.id}: several lines: {text}"
+    for n in row.needles:
+        assert n in text, f"{row.id}: {n!r} not in {text!r}"
+
+
+def test_the_tables_hold_150_distinct_bad_inputs():
+    from tests.test_checkpoint_inputs import ROWS as CHECKPOINT_ROWS
+
+    ids = [r.id for r in ROWS] + API_IDS + list(CHECKPOINT_ROWS)
+    assert len(ids) == len(set(ids)) and len(ids) >= 150, len(ids)

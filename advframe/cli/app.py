@@ -12,7 +12,7 @@ import typer
 from advframe import plugins
 from advframe.cli import render
 from advframe.cli.models import ArchOption, ModelParamOption, NormalizeOption, UntrainedOption
-from advframe.cli.options import check_positive, check_seed, parse_eps_list, parse_params
+from advframe.cli.options import check_not_empty, check_positive, check_seed, parse_eps_list, parse_params
 from advframe.cli.outputs import PartialState, check_output_path
 from advframe.errors import DataError, ParameterError
 from advframe.options import resolve_attacks
@@ -155,6 +155,7 @@ def eval_command(
             raise ParameterError("--resume needs --output FILE.json (the partial state is kept beside it), not '-'")
     else:
         check_output_path(output, "--output")
+    check_not_empty((model, "--model"), (dataset, "--dataset"), (arch, "--arch"), (suite, "--suite"))
     check_seed(seed)
     check_positive(batch_size, "--batch-size", "examples per batch")
     check_positive(limit, "--limit", "examples")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from advframe.errors import ParameterError
+from advframe.params import check_seed_value
 from advframe.threat import parse_eps
 
 
@@ -34,20 +35,21 @@ def parse_params(values: list[str] | None) -> dict[str, dict[str, str] | str]:
     return out
 
 
-SEED_LIMIT = 2 ** 32
-"""Seeds are below 2**32: the engine derives per-batch seeds as ``seed * 1_000_003 + ...``,
-which ``torch.manual_seed`` accepts only below 2**64 (a seed of 1e20 used to fail after
-the clean pass)."""
 
 
 def check_seed(seed: int, option: str = "--seed") -> int:
     """Refuse a seed outside ``0 <= seed < 2**32``, before any work starts."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
-        raise ParameterError(f"{option} {seed} is out of range: use an integer from 0 to {SEED_LIMIT - 1} (2**32 - 1)")
-    return seed
+    return check_seed_value(seed, option)
 
 
 def check_positive(value: int | None, option: str, what: str) -> None:
     """Refuse ``value`` < 1 for a count option (None: not given)."""
     if value is not None and value < 1:
         raise ParameterError(f"{option} {value} is invalid: use a positive number of {what}")
+
+
+def check_not_empty(*pairs: tuple[str | None, str]) -> None:
+    """Refuse an option given as an empty string (``--model ""`` used to mean the default model)."""
+    for value, option in pairs:
+        if value is not None and not str(value).strip():
+            raise ParameterError(f"{option} is empty ({value!r}): pass a name, or drop {option} for the default")

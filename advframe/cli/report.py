@@ -19,12 +19,14 @@ def report_command(
 ) -> None:
     """Print the accuracy tables (and the tables of the plugins' layouts), write accuracy curves (Kurakin 2017, Fig. 1) and Markdown."""
     from advframe.checkpoint import atomic_write_text
-    from advframe.report import MissingDependencyError, layout_tables, load_documents, markdown as to_markdown, plot_curves
+    from advframe.report import (MissingDependencyError, check_eps, layout_tables, load_documents,
+                                 markdown as to_markdown, plot_curves)
     from advframe.threat import parse_eps
 
     check_output_paths((plot, "--plot"), (markdown, "--markdown"))
     evals, others = load_documents(list(results))
     chosen = parse_eps(eps) if eps is not None else None
+    check_eps(evals, others, chosen)  # before any table is printed
     for doc in evals:
         render.console.print(render.eval_table(doc))
     for title, header, rows in layout_tables(evals, others, chosen):

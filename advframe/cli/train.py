@@ -10,7 +10,7 @@ import typer
 from advframe import plugins
 from advframe.cli import render
 from advframe.cli.models import ArchOption, ModelParamOption, NormalizeOption, model_to_train
-from advframe.cli.options import check_seed, parse_params
+from advframe.cli.options import check_not_empty, check_seed, parse_params
 from advframe.cli.outputs import check_output_path
 
 
@@ -53,6 +53,7 @@ def train_command(
     from advframe.params import declared_params, split_params
 
     check_output_path(out, "--out")
+    check_not_empty((model, "--model"), (dataset, "--dataset"), (arch, "--arch"))
     check_seed(seed)
     launched = maybe_launch(ctx, devices)
     if launched is not None:

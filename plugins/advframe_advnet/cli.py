@@ -42,6 +42,11 @@ def train_generator_command(
     from advframe.threat import parse_eps
     from advframe_advnet.fixed import train_generator
 
+    from advframe.cli.options import check_seed
+    from advframe.cli.outputs import check_output_path
+
+    check_output_path(out, "--out")  # before an hour of training, not after
+    check_seed(seed)
     eps_value = parse_eps(eps)
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ParameterError(f"--checkpoint-every must be >= 1 step, got {checkpoint_every}")

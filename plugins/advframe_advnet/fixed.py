@@ -90,6 +90,7 @@ class GeneratorTrainConfig:
             ParameterError: for a bad setting.
         """
         TrainOptions(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
+                     momentum=self.momentum, seed=self.seed,
                      checkpoint_every=self.checkpoint_every, max_steps=self.max_steps).validate()
         if not (self.eps >= 0 and math.isfinite(self.eps)):
             raise ParameterError(f"eps must be a finite number >= 0, got {self.eps}")

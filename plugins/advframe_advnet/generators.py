@@ -26,6 +26,8 @@ from advframe_advnet.blocks import residual_stage
 
 KINDS = ("g1", "g2", "g3")
 NORMS = ("linf", "l2")
+MAX_WIDTH = 1024
+"""Largest width factor k: the parameters grow with k squared (k = 1e8 asked for 2.9e18 bytes)."""
 
 
 def _conv_bn_relu(cin: int, cout: int, stride: int) -> list[nn.Module]:
@@ -57,8 +59,9 @@ class Generator(nn.Module, metaclass=abc.ABCMeta):
         super().__init__()
         if norm not in NORMS:
             raise ParameterError(f"generator {self.kind}: unknown norm '{norm}': use linf or l2")
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ParameterError(f"generator {self.kind}: width k={width!r} must be an integer >= 1")
+        if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= MAX_WIDTH:
+            raise ParameterError(f"generator {self.kind}: width k={width!r} must be an integer from 1 to {MAX_WIDTH} "
+                                 f"(paper: 8 narrow, 64 wide)")
         if image_size < 4 or image_size % 4:
             raise ParameterError(f"generator {self.kind}: image side {image_size} must be a multiple of 4 "
                                  f"(two stride-2 layers down and two up)")

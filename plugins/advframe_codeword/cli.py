@@ -16,7 +16,7 @@ from rich.table import Table
 
 from advframe.cli.models import ArchListOption, ModelParamOption
 from advframe.errors import ParameterError
-from advframe_codeword.lipschitz import LipschitzReport, lipschitz_bounds
+from advframe_codeword.lipschitz import MAX_INPUT_SIZE, LipschitzReport, lipschitz_bounds
 
 console = Console()
 
@@ -108,8 +108,8 @@ def lipschitz_command(
     from advframe.cli.outputs import check_output_paths
 
     check_output_paths((output, "--output"), (plot, "--plot"))
-    if input_size < 1:
-        raise ParameterError(f"--input-size must be positive, got {input_size}")
+    if not 1 <= input_size <= MAX_INPUT_SIZE:
+        raise ParameterError(f"--input-size {input_size} is out of range: use a side from 1 to {MAX_INPUT_SIZE}")
     if in_channels is not None and in_channels < 1:  # 0 used to be replaced by the default silently
         raise ParameterError(f"--in-channels must be positive, got {in_channels}")
     reports = [lipschitz_bounds(load_user_model(spec, arch=pick_arch(arch, spec), model_param=model_param,

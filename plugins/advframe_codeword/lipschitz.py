@@ -191,7 +191,12 @@ def _first_channels(model: nn.Module) -> int:
     return 1
 
 
-def _input_shapes(model: nn.Module, channels: int, size: tuple[int, int]) -> dict[str, tuple[int, ...]]:
+MAX_INPUT_SIZE = 4096
+"""Largest input side: the zero image of the forward pass and the FFTs grow with its square."""
+
+
+def _input_shapes(model: nn.Module, channels: int, size: tuple[int, int], name: str = "model"
+                  ) -> dict[str, tuple[int, ...]]:
     """The input shape each leaf module sees in a forward pass of a zero image (eval mode, restored after)."""
     seen: dict[str, tuple[int, ...]] = {}
     handles = []
@@ -210,6 +215,10 @@ def _input_shapes(model: nn.Module, channels: int, size: tuple[int, int]) -> dic
     try:
         with torch.no_grad():
             model(torch.zeros(1, channels, *size, device=next(iter(model.parameters())).device))
+    except (RuntimeError, ValueError, IndexError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ParameterError(f"model '{name}' cannot run on a {channels}x{size[0]}x{size[1]} input ({first}): "
+                             f"pass the --input-size and --in-channels it was built for") from None
     finally:
         for h in handles:
             h.remove()
@@ -263,11 +272,15 @@ def lipschitz_bounds(model: nn.Module, input_size: int | tuple[int, int] = 28, i
         name: name for the report.
     """
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    if len(size) != 2 or any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_INPUT_SIZE
+                             for n in size):
+        raise ParameterError(f"input_size must be a positive integer up to {MAX_INPUT_SIZE} (or two), "
+                             f"got {input_size!r}")
     if in_channels is not None and (isinstance(in_channels, bool) or not isinstance(in_channels, int)
                                     or in_channels < 1):
         raise ParameterError(f"in_channels must be a positive integer, got {in_channels!r}")
     channels = in_channels if in_channels is not None else _first_channels(model)
-    seen = _input_shapes(model, channels, size)
+    seen = _input_shapes(model, channels, size, name)
     report = LipschitzReport(name, (channels, *size))
     running = 1.0
     for mod_name, module in model.named_modules():

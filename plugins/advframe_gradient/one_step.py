@@ -44,7 +44,7 @@ class OneStepAttack(Attack, abc.ABC):
         if not any(t.eps > 0 for t in threats):
             return [t.clip_bounds(x) for t in threats]
         d = self.direction(model, x, y, target)
-        return [t.project(x + t.eps * d, x) for t in threats]
+        return [t.project(x + t.reach(x) * d, x) for t in threats]  # = eps, capped where it cannot matter
 
     def craft_grid(self, model: Model, x: torch.Tensor, y: torch.Tensor, threats: list[ThreatModel],
                    target: torch.Tensor | None, seeds: Sequence[int] | None) -> list[Crafted]:

@@ -13,14 +13,15 @@ Registered as the report layout ``transfer`` for ``advframe.transfer/1`` documen
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from advframe.report import Table, fields_problem, kind_problem, md_table, pct
+from advframe.report import Table, check_eps, fields_problem, kind_problem, md_table, pct
 from advframe_transfer.transfer import SCHEMA
 
 TITLES = {"transfer_rate": "transfer rate", "error_rate": "error rate"}
 
-TRANSFER_FIELDS = {"dataset": "str", "split": "str", "examples": "int", "norm": "str", "sources": "list",
+TRANSFER_FIELDS = {"dataset": "str", "split": "str", "examples": "count", "norm": "norm", "sources": "list",
                    "targets": "list", "clean": "dict", "runs": "list", "matrices": "list", "definitions": "dict"}
 
 
@@ -30,6 +31,12 @@ def transfer_document_problem(doc: dict[str, Any]) -> str | None:
         "definitions", doc["definitions"], {"transfer_rate": "str", "error_rate": "str"})
     if problem:
         return problem
+    for name in doc["sources"] + doc["targets"]:
+        if not isinstance(name, str):
+            return f"'sources' and 'targets' hold {json.dumps(name)[:40]}, expected model names (strings)"
+    for name in dict.fromkeys(doc["sources"] + doc["targets"]):
+        if name not in doc["clean"]:
+            return f"'clean.{name}' is missing (the clean accuracy of model '{name}')"
     for name, c in doc["clean"].items():
         problem = fields_problem(f"clean.{name}", c, {"top1": "fraction?"})
         if problem:
@@ -37,7 +44,7 @@ def transfer_document_problem(doc: dict[str, Any]) -> str | None:
     rows, cols = len(doc["sources"]), len(doc["targets"])
     for i, m in enumerate(doc["matrices"]):
         where = f"matrices[{i}]"
-        problem = fields_problem(where, m, {"attack": "str", "eps": "num", "transfer_rate": "dict",
+        problem = fields_problem(where, m, {"attack": "str", "eps": "size", "transfer_rate": "dict",
                                              "error_rate": "dict"})
         if problem:
             return problem
@@ -54,7 +61,7 @@ def transfer_document_problem(doc: dict[str, Any]) -> str | None:
                             return problem
     for i, r in enumerate(doc["runs"]):
         problem = fields_problem(f"runs[{i}]", r, {"source": "str", "target": "str", "attack": "str",
-                                                    "eps": "num", "accuracy": "dict"}) \
+                                                    "eps": "size", "accuracy": "dict"}) \
             or fields_problem(f"runs[{i}].accuracy", r.get("accuracy"), {"top1": "fraction?"})
         if problem:
             return problem
@@ -87,6 +94,7 @@ def transfer_markdown(doc: dict[str, Any]) -> str:
 
 def _pick_eps(evals: list[dict[str, Any]], transfers: list[dict[str, Any]], eps: float | None) -> float | None:
     if eps is not None:
+        check_eps(evals, transfers, eps)
         return eps
     grid = sorted({e for d in transfers for e in d.get("eps", [m["eps"] for m in d["matrices"]])})
     if not grid:
