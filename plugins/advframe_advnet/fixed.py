@@ -53,7 +53,7 @@ class GeneratorTrainResult:
 
 @dataclass(frozen=True)
 class GeneratorTrainConfig:
-    """The hyper-parameters of :func:`train_generator` (paper 004 §4.5).
+    """The hyper-parameters of :func:`train_generator` (adversarial networks paper, §4.5).
 
     Attributes:
         generator: ``g1``, ``g2`` or ``g3``.
