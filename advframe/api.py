@@ -27,7 +27,7 @@ __all__ = ["build_model", "get_attack", "get_dataset", "get_defense", "load_data
 
 
 def get_attack(name: str, **params: Any) -> Attack:
-    """Construct a registered attack, e.g. ``get_attack("pgd", steps=40)``.
+    """Construct a registered attack, e.g. ``get_attack(NAME, steps=40)`` (see ``advframe list attacks``).
 
     Raises:
         UnknownNameError: for an unknown name (with the closest known name).

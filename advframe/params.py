@@ -148,7 +148,7 @@ def split_params(params: Mapping[str, Any] | None, names: Sequence[str], declare
     """The one parameter path: the keyword parameters of each named component.
 
     ``params`` mixes global and per-component entries, as ``--param steps=10`` and
-    ``--param pgd.steps=40`` do on the CLI: ``{"steps": 10, "pgd": {"steps": 40}}``. A
+    ``--param ATTACK.steps=40`` do on the CLI: ``{"steps": 10, "ATTACK": {"steps": 40}}``. A
     global key goes to every component that declares it (``preset`` to every component
     that has that preset); a per-component entry overrides the globals for that one.
 

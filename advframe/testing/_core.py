@@ -22,7 +22,7 @@ class Finding:
 
     Attributes:
         check: short name of the check (``"audit"``, ``"determinism"``, ...).
-        component: the component checked (``"attack 'fgsm'"``).
+        component: the component checked (``"attack 'NAME'"``).
         message: what was wrong and how to fix it.
         severity: ``"error"`` (breaks a contract) or ``"warning"`` (suspicious).
     """
