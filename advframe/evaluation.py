@@ -111,9 +111,6 @@ class _Evaluation:
         self.source = as_source(data, bounds=opts.bounds).take(opts.limit)
         if len(self.source) == 0:
             raise DataError(f"data set '{self.source.name}' has no examples: pass data holding at least one")
-        x0, y0 = self.source.batch(0, 1)  # inputs of a shape the model cannot take: both shapes, one line
-        check_fits(self.model, LabeledData(x0, y0, 2, self.source.bounds, self.source.name, self.source.split),
-                   self.device, opts.model_name)
         if isinstance(eps, (int, float, str)):  # one eps, not a grid
             eps = [eps]
         grid = list(eps) if eps is not None else list(self.source.default_eps)
@@ -139,6 +136,12 @@ class _Evaluation:
         self.classes: int | None = None  # classes the model scores (from the first batch)
         self.state_file = Path(opts.state_path) if opts.state_path is not None else None
         self._load_state()
+
+    def check_model_fits(self) -> None:
+        """Refuse inputs of a shape the model cannot take, naming both shapes (one example's forward)."""
+        x0, y0 = self.source.batch(0, 1)
+        check_fits(self.model, LabeledData(x0, y0, 2, self.source.bounds, self.source.name, self.source.split),
+                   self.device, self.opts.model_name)
 
     def measures_leaks(self, spec: AttackSpec) -> bool:
         """Whether the predicted-label twin of ``spec`` is run (Kurakin §4.2).
@@ -302,6 +305,7 @@ def evaluate(model: nn.Module, data: Any, attacks: Sequence[Any] | None = None, 
     done = sum(n for start, n in sizes.items() if start in run.done)
     # one event before the first batch, so a progress bar starts its clock (and shows) at once
     emit(run.opts.progress, "evaluate", done, total, clean_top1=ratio(run.clean.top1, run.clean.examples))
+    run.check_model_fits()
     for start, n in sizes.items():
         if start in run.done:
             continue
