@@ -54,7 +54,9 @@ def make_codebook(num_classes: int, dim: int, key: int) -> torch.Tensor:
         A float32 tensor ``(num_classes, dim)`` with entries in [−1, 1).
     """
     gen = torch.Generator(device="cpu").manual_seed(int(key))
-    return torch.rand(num_classes, dim, generator=gen, dtype=torch.float32) * 2.0 - 1.0
+    # on the CPU whatever device context is active (the generator is a CPU one; a meta-device
+    # build, as parameter counting does, would otherwise import torch's compiler for the ops)
+    return torch.rand(num_classes, dim, generator=gen, dtype=torch.float32, device="cpu") * 2.0 - 1.0
 
 
 def codebook_digest(codebook: torch.Tensor) -> str:

@@ -7,6 +7,7 @@ Kurakin et al. (ICLR 2017, §4.3): every hidden layer has ρ times the base widt
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 
 import torch
@@ -67,10 +68,15 @@ class SmallCNN(Classifier):
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c2 * side * side, h), *bn1, nn.ReLU(),
                                         nn.Linear(h, num_classes))
         norm = mean is not None or std is not None
-        m = torch.tensor(mean if mean is not None else [0.0] * in_channels, dtype=torch.float32)
-        s = torch.tensor(std if std is not None else [1.0] * in_channels, dtype=torch.float32)
-        if m.numel() != in_channels or s.numel() != in_channels or bool((s <= 0).any()):
-            raise ParameterError(f"model '{self.name}': mean/std need {in_channels} values and std > 0")
+        # checked on Python numbers: an op on a meta tensor (parameter counting builds models on
+        # the meta device) would import torch's compiler, seconds of every model load
+        mean_v = [float(v) for v in mean] if mean is not None else [0.0] * in_channels
+        std_v = [float(v) for v in std] if std is not None else [1.0] * in_channels
+        if (len(mean_v) != in_channels or len(std_v) != in_channels or not all(math.isfinite(v) for v in mean_v)
+                or not all(0 < v < math.inf for v in std_v)):
+            raise ParameterError(f"model '{self.name}': mean/std need {in_channels} finite values and std > 0")
+        m = torch.tensor(mean_v, dtype=torch.float32)
+        s = torch.tensor(std_v, dtype=torch.float32)
         self._normalise = norm
         self.input_shape = (in_channels, image_size, image_size)  # named by shape errors (advframe.dataset.check_fits)
         self.register_buffer("mean", m.view(1, -1, 1, 1), persistent=norm)
