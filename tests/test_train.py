@@ -214,3 +214,15 @@ def test_advframe_train_is_the_training_function():
     assert advframe.train is advframe.training.train
     r = advframe.train("mnist_cnn", tiny_data(8), **{**KW, "epochs": 1})
     assert r.steps == 1 and math.isfinite(r.final_loss) and isinstance(r, advframe.TrainResult)
+
+
+def test_cli_train_limit_trains_on_a_prefix(tmp_path):
+    from advframe.checkpoint import read_metadata
+    from tests.conftest import invoke
+
+    out = tmp_path / "m.safetensors"
+    done = invoke(["train", "--model", "mnist_cnn", "--model-param", "width=0.25", "--limit", "300", "--epochs", "1",
+                   "--batch-size", "100", "--no-progress", "--device", "cpu", "--out", str(out)])
+    assert done.code == 0, done.output
+    meta = read_metadata(out)
+    assert meta["train_args"]["examples"] == 300 and meta["step"] == 3

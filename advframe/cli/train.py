@@ -10,7 +10,7 @@ import typer
 from advframe import plugins
 from advframe.cli import render
 from advframe.cli.models import ArchOption, ModelParamOption, NormalizeOption, model_to_train
-from advframe.cli.options import check_not_empty, check_seed, parse_params
+from advframe.cli.options import check_not_empty, check_positive, check_seed, parse_params
 from advframe.cli.outputs import check_output_path
 
 
@@ -25,6 +25,7 @@ def train_command(
     model_param: ModelParamOption = None,
     arch: ArchOption = None,
     normalize: NormalizeOption = None,
+    limit: Annotated[Optional[int], typer.Option(help="Train on only the first N examples of the training split (prefixes of the shipped splits are class-balanced).")] = None,
     epochs: Annotated[int, typer.Option(help="Passes over the training split.")] = 5,
     batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 64,
     optimizer: Annotated[str, typer.Option(help="sgd, adam or rmsprop.")] = "sgd",
@@ -55,6 +56,7 @@ def train_command(
     check_output_path(out, "--out")
     check_not_empty((model, "--model"), (dataset, "--dataset"), (arch, "--arch"))
     check_seed(seed)
+    check_positive(limit, "--limit", "examples")
     launched = maybe_launch(ctx, devices)
     if launched is not None:
         raise typer.Exit(launched)
@@ -71,7 +73,7 @@ def train_command(
     net, model_config = model_to_train(model, arch, model_param, normalize, seed)
     dev = str(distributed.init_from_env(resolve_device(device)))
     rank, _ = distributed.rank_and_world()
-    data = advframe.load_dataset(dataset, split="train", data_dir=data_dir)
+    data = advframe.load_dataset(dataset, split="train", data_dir=data_dir).take(limit)
     check_fits(net if not isinstance(net, str) else _build(model, model_config), data, "cpu", arch or model)
     # the bar shows the epoch's running means; its last value is the summary's number
     with render.progress_bar(progress and rank == 0, labels={"loss": "mean loss"}) as cb:
