@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,39 @@ def run_process(argv: list[str], env: dict[str, str] | None = None, timeout: flo
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real console script."""
     return run_process([console_script(), *args], env=env, timeout=timeout)
+
+
+@dataclass
+class Outcome:
+    """What ``advframe ARGS`` did: exit code, and stdout and stderr together, as a user sees them."""
+
+    code: int
+    output: str
+
+    @property
+    def lines(self) -> list[str]:
+        return [ln for ln in self.output.splitlines() if ln.strip()]
+
+
+def invoke(args: list[str]) -> Outcome:
+    """Run ``advframe ARGS`` in-process (Typer's CliRunner isolation) through :func:`advframe.cli.main`,
+    the console script's own entry point and error handling, without a process start (seconds each)."""
+    from typer.testing import CliRunner
+
+    from advframe.cli import main
+
+    runner = CliRunner()
+    with runner.isolation() as (_out, _err, both):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:  # noqa: BLE001 - a traceback is what the tests must catch
+            sys.stderr.write(traceback.format_exc())
+            code = -1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        text = both.getvalue().decode("utf-8", "replace")
+    return Outcome(code, text)

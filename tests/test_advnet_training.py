@@ -13,7 +13,7 @@ from advframe.threat import ThreatModel
 from advframe_advnet.attack import load_generator
 from advframe_advnet.defense import AdversarialNetworks
 from advframe_advnet.fixed import GeneratorTrainConfig, train_generator
-from tests.conftest import run_cli
+from tests.conftest import invoke, run_cli
 
 ADVNET = {"width": 2, "eps": 0.3}
 KW = {"epochs": 2, "batch_size": 16, "lr": 0.01, "optimizer": "sgd", "momentum": 0.9, "seed": 3}
@@ -151,8 +151,9 @@ def test_cli_train_generator_then_eval_with_the_generator_attack(tmp_path):
                    "--limit", "100", "--no-progress", "--no-checks", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert "generator" in proc.stdout
-    bad = run_cli("eval", "--attack", "generator", "--param", "checkpoint=nowhere.safetensors", "--limit", "10")
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert len(bad.stderr.strip().splitlines()) == 1 and "nowhere.safetensors" in bad.stderr
-    bad = run_cli("train-generator", "--out", str(tmp_path / "x.safetensors"), "--generator", "g7")
-    assert bad.returncode == 2 and "unknown generator 'g7'" in bad.stderr and "Traceback" not in bad.stderr
+    # bad input, in-process through the console script's entry point
+    bad = invoke(["eval", "--attack", "generator", "--param", "checkpoint=nowhere.safetensors", "--limit", "10"])
+    assert bad.code == 2 and "Traceback" not in bad.output
+    assert len(bad.lines) == 1 and "nowhere.safetensors" in bad.output
+    bad = invoke(["train-generator", "--out", str(tmp_path / "x.safetensors"), "--generator", "g7"])
+    assert bad.code == 2 and "unknown generator 'g7'" in bad.output and "Traceback" not in bad.output

@@ -1,4 +1,5 @@
-"""The CLI through the real console script: results document, and one-line errors with exit 2."""
+"""The CLI: the results document through the real console script, and one-line errors with exit 2
+(in-process through the console script's entry point, but for one that runs the script itself)."""
 
 import json
 import re
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import invoke, run_cli
 
 RUN_KEYS = {"attack", "eps", "norm", "targeted", "params", "top1", "top5", "success_rate", "accuracy_ratio",
             "label_leaks", "max_perturbation", "violations", "gradient_evaluations", "seconds"}
@@ -30,11 +31,20 @@ def register_attacks(register):
 
 def assert_one_line_error(proc, *needles):
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr and not proc.stdout.strip()
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
     for n in needles:
         assert n in lines[0], lines[0]
+
+
+def assert_one_line(*args: str, needles: tuple[str, ...]) -> None:
+    """``advframe ARGS`` in-process: exit 2, one line naming each needle, no traceback."""
+    out = invoke(list(args))
+    assert out.code == 2, (out.code, out.output)
+    assert "Traceback" not in out.output and len(out.lines) == 1, out.output
+    for n in needles:
+        assert n in out.lines[0], out.lines[0]
 
 
 def test_eval_writes_the_results_document(tmp_path):
@@ -73,27 +83,27 @@ def test_unknown_attack_suggests_the_closest():
 
 @pytest.mark.parametrize("eps", ["-0.1", "nan", "1/0", "abc"])
 def test_bad_eps(eps):
-    assert_one_line_error(run_cli("eval", "--attack", "fgsm", "--eps", eps), "eps")
+    assert_one_line("eval", "--attack", "fgsm", "--eps", eps, needles=("eps",))
 
 
 def test_missing_data_dir(tmp_path):
     missing = tmp_path / "nowhere"
-    assert_one_line_error(run_cli("eval", "--dataset", "mnist", "--data-dir", str(missing)), str(missing))
+    assert_one_line("eval", "--dataset", "mnist", "--data-dir", str(missing), needles=(str(missing),))
 
 
 def test_model_file_that_is_not_safetensors(tmp_path):
     fake = tmp_path / "model.safetensors"
     fake.write_bytes(b"PK\x03\x04 this is a zip or pickle, not safetensors")
-    assert_one_line_error(run_cli("eval", "--model", str(fake)), str(fake), "safetensors")
+    assert_one_line("eval", "--model", str(fake), needles=(str(fake), "safetensors"))
     pt = tmp_path / "model.pt"
     pt.write_bytes(b"\x80\x04pickle")
-    assert_one_line_error(run_cli("eval", "--model", str(pt)), "model.pt")
+    assert_one_line("eval", "--model", str(pt), needles=("model.pt",))
 
 
 def test_bad_option_and_param():
-    assert_one_line_error(run_cli("eval", "--bogus"), "--bogus")
-    assert_one_line_error(run_cli("eval", "--attack", "pgd", "--param", "stepz=3"), "stepz")
-    assert_one_line_error(run_cli("eval", "--norm", "l3"), "l3")
+    assert_one_line("eval", "--bogus", needles=("--bogus",))
+    assert_one_line("eval", "--attack", "pgd", "--param", "stepz=3", needles=("stepz",))
+    assert_one_line("eval", "--norm", "l3", needles=("l3",))
 
 
 def test_ci_runs_the_readme_test_command():

@@ -33,8 +33,8 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 
 def train_args(out: Path, *extra: str) -> list[str]:
     return ["train", "--model", "mnist_cnn", "--dataset", "mnist5k", "--defense", "mixed_batch",
-            "--param", "preset=mnist", "--epochs", "1", "--batch-size", "32", "--lr", "0.01", "--seed", "3",
-            "--out", str(out), "--no-progress", *extra]
+            "--param", "preset=mnist", "--limit", "2048", "--epochs", "1", "--batch-size", "32", "--lr", "0.01",
+            "--seed", "3", "--out", str(out), "--no-progress", *extra]
 
 
 def test_two_process_training_matches_one_process(tmp_path):
@@ -47,16 +47,16 @@ def test_two_process_training_matches_one_process(tmp_path):
     assert w1.keys() == w2.keys()
     for k in w1:  # same global minibatches, same adversarial examples, gradients averaged by DDP
         # DDP averages the two shards' gradients in another order than one process sums them: float
-        # rounding, which grows over 125 SGD steps (seen on the class-balanced order: 1.7e-5 and 5.6e-5
+        # rounding, which grows over the SGD steps (seen on the class-balanced order: 1.7e-5 and 5.6e-5
         # on one weight of a layer; a wrong shard or step would differ by ~1e-2 everywhere)
         torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=2e-4)
     meta = read_metadata(two)
-    assert meta["train_args"]["world_size"] == 2 and meta["step"] == 125
+    assert meta["train_args"]["world_size"] == 2 and meta["step"] == 64 and meta["train_args"]["examples"] == 2048
 
 
 def eval_args(out: Path) -> list[str]:
     return ["eval", "--model", "mnist_cnn_standard", "--attack", "fgsm", "--attack", "step_ll",
-            "--eps", "0.1", "--eps", "0.3", "--limit", "600", "--batch-size", "100", "--no-progress", "--no-checks",
+            "--eps", "0.1", "--eps", "0.3", "--limit", "200", "--batch-size", "50", "--no-progress", "--no-checks",
             "--output", str(out)]
 
 
@@ -72,7 +72,7 @@ def test_two_process_eval_equals_one_process(tmp_path):
     d1 = json.loads(one.read_text())
     for other in (two, run):
         d = json.loads(other.read_text())
-        assert d["processes"] == 2 and d["examples"] == d1["examples"] == 600
+        assert d["processes"] == 2 and d["examples"] == d1["examples"] == 200
         assert d["clean"] == d1["clean"]
         keys = ("attack", "eps", "top1", "top5", "success_rate", "label_leaks", "max_perturbation", "violations")
         assert [{k: r[k] for k in keys} for r in d["runs"]] == [{k: r[k] for k in keys} for r in d1["runs"]]
@@ -95,10 +95,10 @@ def test_resume_after_kill_9_gives_the_uninterrupted_weights(tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     killed_at = read_metadata(ck)["step"]
-    assert 0 < killed_at < 250  # mid-run: two epochs of 125 steps
+    assert 0 < killed_at < 128  # mid-run: two epochs of 64 steps
     r = run_cli(*args, "--out", str(ck), "--no-progress", "--checkpoint-every", "20", "--resume", env=ONE_THREAD)
     assert r.returncode == 0, r.stderr
-    assert read_metadata(ck)["step"] == 250
+    assert read_metadata(ck)["step"] == 128
     w_ref, w_ck = weights(ref), weights(ck)
     assert w_ref.keys() == w_ck.keys()
     assert all(torch.equal(w_ref[k], w_ck[k]) for k in w_ref)
@@ -112,16 +112,16 @@ def test_advnet_trains_and_resumes_on_two_processes(tmp_path):
 
     out = tmp_path / "advnet.safetensors"
     args = ["train", "--model", "mnist_cnn", "--model-param", "width=0.5", "--dataset", "mnist5k",
-            "--defense", "advnet", "--param", "width=2", "--batch-size", "500", "--lr", "0.01", "--seed", "1",
+            "--defense", "advnet", "--param", "width=2", "--limit", "1000", "--batch-size", "500", "--lr", "0.01", "--seed", "1",
             "--out", str(out), "--no-progress", "--devices", "2"]
     r = run_cli(*args, "--epochs", "1", env=ONE_THREAD)
     assert r.returncode == 0, r.stderr
     meta = read_metadata(out)
-    assert meta["train_args"]["world_size"] == 2 and meta["step"] == 8
+    assert meta["train_args"]["world_size"] == 2 and meta["step"] == 2
     r = run_cli(*args, "--epochs", "2", "--resume", env=ONE_THREAD)
     assert r.returncode == 0, r.stderr
     tensors, meta = load_checkpoint(out)
-    assert meta["step"] == 16 and len(meta["history"]) == 2
+    assert meta["step"] == 4 and len(meta["history"]) == 2
     assert all(torch.isfinite(v).all() for k, v in tensors.items() if k.startswith(("model.", "defense.generator.")))
     gen = load_generator(out)
     assert gen.kind == "g1" and gen.width == 2
