@@ -1,7 +1,7 @@
-"""The code blocks of docs/quickstart.md and docs/own-model.md, run as written.
+"""The code blocks of the docs pages, run as written.
 
-Every fenced block of these pages is listed in ``PLAN`` with what the test does with it,
-so a new or changed block fails here until it is classified:
+Every fenced block of every page under docs/ is listed in ``PLAN`` with what the test
+does with it, so a new page, or a new or changed block, fails here until it is classified:
 
 * ``python`` blocks are executed in order in one namespace, in a temporary folder
   (a ``prelude`` first defines the names a fragment takes from its surroundings);
@@ -9,14 +9,20 @@ so a new or changed block fails here until it is classified:
 * ``bash`` blocks: each ``advframe ...`` command is run (``RUN``): through the real
   console script where the command is the point of the page (``SCRIPT``), else in this
   process through the function the script calls, ``advframe.cli.main`` (each process
-  start costs seconds of imports); or, where it would take minutes here (a full-data
-  evaluation or a five-epoch training), it is parsed by the CLI without running
-  (``PARSE``): its command and options exist and its values are accepted;
+  start costs seconds of imports); every other one would take minutes here (a full-data
+  evaluation, a training of epochs, or files such a run writes), so it is parsed by the
+  CLI without running: its command and options exist and its values are accepted;
+* ``excerpt``: the block quotes a file of the plugin template (named in the plan); each of
+  its code lines must be a line of that file (``...`` marks an elision), and
+  tests/test_template.py and tests/test_plugin_install.py run the file itself;
+* ``json``: an example results document, which ``advframe report`` must accept;
+* ``compile``: compiled, not run, where running takes minutes here (the reason is given);
 * ``skip``: the reason is given (installing the project, running this very test suite).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -50,9 +56,56 @@ PLAN: dict[str, list[tuple[str, str, str]]] = {
                    "labels = rng.integers(0, 10, size=40)\n"),
         ("bash", "bash", ""),
     ],
+    "checks.md": [
+        ("python", "python", "import advframe\nother_model = advframe.load_model('mnist_cnn_mixed_step_ll')\n"),
+    ],
+    "capacity.md": [
+        ("python", "compile", "trains six CNNs for eight epochs each (an hour here)"),
+    ],
+    "codeword.md": [
+        ("bash", "bash", ""),
+        ("python", "python", ""),
+        ("bash", "bash", ""),
+        ("bash", "bash", ""),
+    ],
+    "transfer.md": [
+        ("python", "python", "import advframe\nfor _name, _shipped in (('a', 'mnist_cnn_standard'), "
+                   "('b', 'mnist_cnn_mixed_step_ll')):\n"
+                   "    advframe.save_model(advframe.load_model(_shipped), f'{_name}.safetensors')\n"),
+    ],
+    "concepts.md": [
+        ("python", "python", "import advframe\nmodel = advframe.load_model('mnist_cnn_standard')\n"
+                   "_data = advframe.load_dataset('mnist5k', 'test')\nx, y = _data.x[:16], _data.y[:16]\n"
+                   "attack = advframe.get_attack('fgsm')\nthreat = advframe.ThreatModel(norm='linf', eps=0.1)\n"),
+    ],
+    "plugins.md": [
+        ("toml", "excerpt", "examples/plugin-template/pyproject.toml"),
+        ("python", "excerpt", "examples/plugin-template/advframe_example/plugin.py"),
+        ("python", "excerpt", "examples/plugin-template/advframe_example/attack.py"),
+        ("python", "python", "import advframe\n"),
+        ("python", "excerpt", "examples/plugin-template/tests/test_example_plugin.py"),
+        ("bash", "bash", ""),
+    ],
 }
 
-# Commands run through the console script, and why each other one is only parsed.
+# one bash block on each attack's and each defense's page
+PLAN.update({f"{kind}/{page.name}": [("bash", "bash", "")] for kind in ("attacks", "defenses")
+             for page in sorted((ROOT / "docs" / kind).glob("*.md")) if page.name != "index.md"})
+PLAN.update({
+    "results.md": [("json", "json", "")],
+    "data.md": [("bash", "skip", "a checksum of the shipped file; tests/test_datasets.py checks the file itself")],
+    "cli.md": [("bash", "bash", ""), ("bash", "bash", ""), ("bash", "bash", "")],
+    "advnet.md": [("bash", "bash", "")],
+    "worst-case.md": [("bash", "bash", ""), ("bash", "bash", ""),
+                      ("bash", "skip", "a benchmark: minutes, beside torchattacks")],
+    "multi-gpu.md": [("bash", "bash", ""), ("bash", "skip", "the GPU check script (needs a GPU machine)"),
+                     ("bash", "skip", "downloads a wheel")],
+})
+COMMANDS = {"eval", "list", "plugins", "train", "transfer", "report", "lipschitz", "train-generator"}
+
+# Commands that are run: through the console script (SCRIPT) or in this process. Every other
+# ``advframe`` command of a page trains for epochs, evaluates 1,000 digits or more, or needs
+# files such a run writes (minutes here): it is parsed by the CLI without running.
 RUN = {
     "advframe list attacks",
     "advframe plugins",
@@ -60,21 +113,37 @@ RUN = {
     "advframe eval --model mynet.safetensors --arch mynets.cnn:Net --dataset mine.npz --attack fgsm",
 }
 SCRIPT = {"advframe eval --model mynet.safetensors --arch mynets.cnn:Net --attack pgd --eps 0.1"}
-PARSE = {
-    "advframe eval --attack fgsm --attack pgd --eps 0.1 --eps 0.3 --output r.json": "PGD-40 on 1,000 digits",
-    "advframe train --model mnist_cnn --dataset mnist5k --epochs 5 --out model.safetensors": "5 CNN epochs",
-    "advframe eval --model model.safetensors --attack iter_ll": "needs the trained model above; 1,000 digits",
-}
 
 
 def blocks(page: str) -> list[tuple[str, str]]:
-    return FENCE.findall((ROOT / "docs" / page).read_text(encoding="utf-8"))
+    """The page's code blocks; ``text`` fences show output or usage lines, not code, and are left out."""
+    return [b for b in FENCE.findall((ROOT / "docs" / page).read_text(encoding="utf-8")) if b[0] != "text"]
 
 
 def commands(body: str) -> list[str]:
-    """The ``advframe`` command lines of a bash block, without comments."""
-    lines = [line.split("  #")[0].strip() for line in body.splitlines()]
-    return [line for line in lines if line.startswith("advframe ")]
+    """The ``advframe`` command lines of a bash block, without comments, continued lines joined."""
+    lines = [without_comment(line) for line in body.replace("\\\n", " ").splitlines()]
+    return [" ".join(line.split()) for line in lines if line.startswith("advframe ")]
+
+
+def without_comment(line: str) -> str:
+    """``line`` without a trailing ``# comment`` (one preceded by whitespace)."""
+    return re.split(r"\s#", line, maxsplit=1)[0].strip()
+
+
+def signature(line: str) -> str:
+    """A ``def`` line reduced to its name and parameter names (the docs drop type annotations)."""
+    head, _, rest = line.partition("(")
+    inside = re.sub(r"\[[^\]]*\]", "", rest.rpartition(")")[0])
+    names = [p.split(":")[0].split("=")[0].strip() for p in inside.split(",") if p.strip()]
+    return f"{head}({', '.join(names)})"
+
+
+def code_lines(text: str) -> list[str]:
+    """Stripped lines without comments, blank lines or elisions (``...``); ``def`` lines as signatures."""
+    lines = [without_comment(line) for line in text.splitlines()]
+    lines = [signature(line) if line.startswith("def ") else line for line in lines]
+    return [line for line in lines if line and not line.startswith("#") and "..." not in line]
 
 
 def parse_only(command: str) -> None:
@@ -99,11 +168,21 @@ def test_every_block_is_planned(page):
     for (_, kind, _), (_, body) in zip(PLAN[page], blocks(page)):
         if kind == "bash":
             for command in commands(body):
-                assert command in RUN or command in PARSE, f"{page}: classify '{command}' in RUN or PARSE"
+                assert command.split()[1] in COMMANDS, f"{page}: '{command}' names no advframe command"
+
+
+# pages whose Python evaluates whole splits (a minute here): run as written, on a class-balanced
+# prefix of each data set the page loads
+PREFIX = {"checks.md": 100, "transfer.md": 100}
 
 
 def run_page(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Run the page's blocks in order in ``tmp_path``; the commands that ran."""
+    if page in PREFIX:
+        import advframe
+
+        load = advframe.load_dataset
+        monkeypatch.setattr(advframe, "load_dataset", lambda *a, **k: load(*a, **k).take(PREFIX[page]))
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]), "COLUMNS": "200"}
@@ -116,9 +195,19 @@ def run_page(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list
             target.write_text(body)
         elif kind == "python":
             exec(compile(extra + body, f"{page} block", "exec"), namespace)  # noqa: S102 - the docs' own code
+        elif kind == "json":  # an example results document: what advframe report accepts
+            from advframe.report import eval_document_problem
+
+            assert eval_document_problem(json.loads(body)) is None, f"{page}: {eval_document_problem(json.loads(body))}"
+        elif kind == "compile":
+            compile(body, f"{page} block", "exec")
+        elif kind == "excerpt":
+            source = set(code_lines((ROOT / extra).read_text(encoding="utf-8")))
+            missing = [line for line in code_lines(body) if line not in source]
+            assert not missing, f"{page}: lines quoted from {extra} that it does not hold: {missing}"
         elif kind == "bash":
             for command in commands(body):
-                if command in PARSE:
+                if command not in RUN:
                     parse_only(command)
                     continue
                 if command in SCRIPT:
@@ -145,3 +234,15 @@ def test_own_model(tmp_path, monkeypatch):
     for name in list(sys.modules):
         if name == "mynets" or name.startswith("mynets."):
             del sys.modules[name]
+
+
+def test_every_page_is_planned():
+    pages = sorted(str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md") if blocks(
+        str(p.relative_to(ROOT / "docs"))))
+    missing = [p for p in pages if p not in PLAN]
+    assert not missing, f"pages with code blocks that PLAN does not list: {missing}"
+
+
+@pytest.mark.parametrize("page", sorted(set(PLAN) - {"quickstart.md", "own-model.md"}))
+def test_page(page, tmp_path, monkeypatch):
+    run_page(page, tmp_path, monkeypatch)
