@@ -57,9 +57,12 @@ PLAN: dict[str, list[tuple[str, str, str]]] = {
         ("bash", "bash", ""),
     ],
     "checks.md": [
+        ("bash", "bash", ""),
         ("python", "python", "import advframe\nother_model = advframe.load_model('mnist_cnn_mixed_step_ll')\n"),
     ],
     "capacity.md": [
+        ("bash", "bash", ""),
+        ("bash", "bash", ""),
         ("python", "compile", "trains six CNNs for eight epochs each (an hour here)"),
     ],
     "codeword.md": [
@@ -69,9 +72,11 @@ PLAN: dict[str, list[tuple[str, str, str]]] = {
         ("bash", "bash", ""),
     ],
     "transfer.md": [
+        ("bash", "bash", ""),
         ("python", "python", "import advframe\nfor _name, _shipped in (('a', 'mnist_cnn_standard'), "
                    "('b', 'mnist_cnn_mixed_step_ll')):\n"
                    "    advframe.save_model(advframe.load_model(_shipped), f'{_name}.safetensors')\n"),
+        ("bash", "bash", ""),
     ],
     "concepts.md": [
         ("python", "python", "import advframe\nmodel = advframe.load_model('mnist_cnn_standard')\n"
@@ -93,6 +98,8 @@ PLAN.update({f"{kind}/{page.name}": [("bash", "bash", "")] for kind in ("attacks
              for page in sorted((ROOT / "docs" / kind).glob("*.md")) if page.name != "index.md"})
 PLAN.update({
     "results.md": [("json", "json", "")],
+    "defenses.md": [("bash", "bash", "")] * 6,
+    "zoo.md": [("bash", "bash", "")],
     "data.md": [("bash", "skip", "a checksum of the shipped file; tests/test_datasets.py checks the file itself")],
     "cli.md": [("bash", "bash", ""), ("bash", "bash", ""), ("bash", "bash", "")],
     "advnet.md": [("bash", "bash", "")],
@@ -121,9 +128,11 @@ def blocks(page: str) -> list[tuple[str, str]]:
 
 
 def commands(body: str) -> list[str]:
-    """The ``advframe`` command lines of a bash block, without comments, continued lines joined."""
+    """The ``advframe`` command lines of a bash block: continued lines joined, without comments,
+    leading environment assignments or ``[optional]`` parts; elided ones (``...``) are left out."""
     lines = [without_comment(line) for line in body.replace("\\\n", " ").splitlines()]
-    return [" ".join(line.split()) for line in lines if line.startswith("advframe ")]
+    lines = [re.sub(r"\[[^\]]*\]", "", re.sub(r"^(\w+=\S*\s+)+", "", line)) for line in lines]
+    return [" ".join(line.split()) for line in lines if line.startswith("advframe ") and "..." not in line]
 
 
 def without_comment(line: str) -> str:
