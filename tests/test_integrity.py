@@ -110,3 +110,15 @@ def test_cli_writes_the_document_marks_the_run_failed_and_exits_non_zero(fake_pl
     runs = {run["attack"]: run for run in doc["runs"]}
     assert runs["broken_attack"]["failed"] and not runs["fgsm"]["failed"] and not runs["step_ll"]["failed"]
     assert runs["fgsm"]["top1"] is not None and runs["step_ll"]["top1"] is not None
+
+
+@pytest.mark.parametrize("attack", ["pgd", "iter_ll", "apgd_ce", "mim"])
+def test_an_eps_beyond_the_box_is_the_whole_box_not_an_overflow(attack):
+    # eps 1e300 overflows float32 (inf steps, inf - inf = NaN); its ball ∩ [0, 1] is the box,
+    # the same set as eps 1 (the box's span), so every batch is counted and the results equal
+    net, x, y = problem()
+    huge = advframe.evaluate(net, (x, y), attacks=[attack], eps=[1e300], batch_size=30, label_leaks=False)
+    span = advframe.evaluate(net, (x, y), attacks=[attack], eps=[1.0], batch_size=30, label_leaks=False)
+    run_huge, run_span = huge.run(attack, 1e300), span.run(attack, 1.0)
+    assert run_huge["rejected_batches"] == 0 and not run_huge.get("failed")
+    assert run_huge["top1"] == run_span["top1"]
