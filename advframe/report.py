@@ -62,12 +62,17 @@ def load_documents(paths: list[str | os.PathLike[str]]) -> tuple[list[dict[str, 
     """Read results documents; return ``(eval documents, documents a registered layout reads)``.
 
     Raises:
-        DataError: a file that is missing, not JSON, of a schema no layout reads, or malformed.
+        DataError: a file that is missing, given twice, not JSON, of a schema no layout reads, or
+            malformed.
     """
     evals, others = [], []
     known = layouts()
+    seen: dict[Path, Path] = {}
     for p in paths:
         path = Path(p)
+        if path.is_file() and path.resolve() in seen:
+            raise DataError(f"'{path}' is given twice (also as '{seen[path.resolve()]}'): pass each results "
+                            f"document once")
         if not path.is_file():
             raise DataError(f"results file '{path}' does not exist: pass a file written by "
                             f"'advframe eval --output' (or another command whose documents a plugin reports)")
@@ -79,6 +84,7 @@ def load_documents(paths: list[str | os.PathLike[str]]) -> tuple[list[dict[str, 
             raise DataError(f"'{path}' is JSON nested too deeply to read: pass a results document") from None
         except OSError as exc:
             raise DataError(f"cannot read '{path}' ({exc.strerror}): pass a readable results document") from None
+        seen[path.resolve()] = path
         schema = doc.get("schema") if isinstance(doc, dict) else None
         if schema == EVAL_SCHEMA:
             problem = eval_document_problem(doc)

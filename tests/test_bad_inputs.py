@@ -379,6 +379,8 @@ REPORT_ROWS = [
     Row("report-transfer-run-no-source", ["report", "{tmp}/t.json"], ["{tmp}/t.json", "runs[0].source"],
         doc_file("t.json", lambda d: d["runs"][0].pop("source") and None, TRANSFER_DOC)),
     Row("report-eps-abc", ["report", "{tmp}/r.json", "--eps", "abc"], ["abc"], good_eval_doc),
+    Row("report-same-file-twice", ["report", "{tmp}/r.json", "{tmp}/./r.json"], ["{tmp}/r.json", "given twice"],
+        good_eval_doc),
 ]
 
 NAME_ROWS = [
