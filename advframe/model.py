@@ -81,7 +81,9 @@ def as_model(module: nn.Module) -> nn.Module:
     if is_model(module):
         return module
     if not isinstance(module, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(module).__name__}")
+        raise TypeError(f"expected a model (a torch nn.Module), got {type(module).__name__} {module!r:.60}: pass "
+                        f"an nn.Module, or advframe.load_model(name or path) for a registered model name "
+                        f"(e.g. 'mnist_cnn_standard') or a checkpoint file")
     return WrappedClassifier(module)
 
 

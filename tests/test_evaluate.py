@@ -187,3 +187,9 @@ def test_top5_is_null_and_not_shown_for_five_classes_or_fewer():
     doc = advframe.evaluate(net, (x, y), attacks=[SignStep()], eps=[0.05], batch_size=50).to_dict()
     assert doc["clean"]["top5"] is not None and doc["runs"][0]["top5"] is not None
     assert "top-5" in [c.header for c in eval_table(doc).columns] and "top-5" in markdown([doc], [])
+
+
+@pytest.mark.parametrize("bad", [42, "mnist_cnn_standard", object()])
+def test_a_model_that_is_not_a_module_is_named_with_the_way_to_load_one(bad):
+    with pytest.raises(TypeError, match=r"got (int 42|str 'mnist_cnn_standard'|object <object).*advframe\.load_model"):
+        advframe.evaluate(bad, "mnist5k", attacks=["fgsm"], eps=[0.1], limit=10)
