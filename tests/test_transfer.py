@@ -150,3 +150,27 @@ def test_cli_transfer_writes_json_and_markdown(tmp_path: Any) -> None:
     assert doc["schema"] == "advframe.transfer/1" and doc["examples"] == 20
     assert "Transfer rate" in md.read_text()
     assert "transfer rate" in result.output.lower()
+
+
+def test_report_joins_an_eval_and_a_transfer_of_the_same_checkpoint(tmp_path: Any) -> None:
+    # both commands name the checkpoint alike ('m (mnist_cnn)'), so the white-box/black-box
+    # table has one row for it, holding the eval's white-box and the transfer's black-box cells
+    from advframe.report import layout_tables, load_documents
+    from tests.conftest import invoke
+
+    torch.manual_seed(0)
+    for name in ("m", "n"):
+        advframe.save_model(advframe.build_model("mnist_cnn", width=0.5), tmp_path / f"{name}.safetensors",
+                            config={"width": 0.5}, dataset="mnist5k")
+    common = ["--attack", "fgsm", "--eps", "0.3", "--limit", "20", "--device", "cpu", "--no-progress"]
+    ran = invoke(["eval", "--model", str(tmp_path / "m.safetensors"), "--no-checks", "--no-label-leaks",
+                  "--output", str(tmp_path / "e.json"), *common])
+    assert ran.code == 0, ran.output
+    ran = invoke(["transfer", "--source-model", str(tmp_path / "n.safetensors"), "--target-model",
+                  str(tmp_path / "m.safetensors"), "--output", str(tmp_path / "t.json"), *common])
+    assert ran.code == 0, ran.output
+    evals, others = load_documents([tmp_path / "e.json", tmp_path / "t.json"])
+    (_, header, rows), = [t for t in layout_tables(evals, others, None) if "black-box" in t[0].lower()]
+    by_model = {row[0]: dict(zip(header, row)) for row in rows}
+    assert evals[0]["model"] == "m (mnist_cnn)" and "m (mnist_cnn)" in by_model
+    assert by_model["m (mnist_cnn)"]["fgsm"] != "—" and by_model["m (mnist_cnn)"]["fgsm(n (mnist_cnn))"] != "—"

@@ -25,6 +25,7 @@ def _load_models(specs: list[str], device: str, cache: dict[str, Any], **user: A
     ``user`` holds the --arch list, --model-param, --normalize and --untrained options.
     """
     from advframe.cli.models import load_user_model, pick_arch
+    from advframe.model import model_label
 
     models, names = [], []
     for spec in specs:
@@ -32,7 +33,7 @@ def _load_models(specs: list[str], device: str, cache: dict[str, Any], **user: A
             cache[spec] = load_user_model(spec, arch=pick_arch(user["arch"], spec), model_param=user["model_param"],
                                           normalize=user["normalize"], untrained=user["untrained"], device=device)
         models.append(cache[spec][0])
-        names.append(Path(spec).stem if spec.endswith(".safetensors") else spec)
+        names.append(model_label(cache[spec][0]))  # the name 'advframe eval' gives it, so report joins them
     return models, names
 
 

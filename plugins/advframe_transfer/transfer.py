@@ -36,7 +36,7 @@ from advframe.data_source import as_source
 from advframe.engine import Engine, Record, Violation
 from advframe.errors import ParameterError
 from advframe.metrics import RunTally, ratio, topk_correct
-from advframe.model import as_model, model_config
+from advframe.model import as_model, model_label
 from advframe.options import RunOptions, default_attacks, resolve_attacks
 from advframe.progress import emit
 from advframe.threat import ThreatModel
@@ -61,7 +61,8 @@ class TransferOptions(RunOptions):
     """Settings of :func:`transfer`, beyond :class:`RunOptions`.
 
     Attributes:
-        source_names: names to report for the sources (default: registry or ``source<i>``).
+        source_names: names to report for the sources (default: each model's name in evaluation
+            results, e.g. ``std1 (mnist_cnn)`` for a checkpoint, so that reports join the two).
         target_names: names to report for the targets.
     """
 
@@ -121,7 +122,7 @@ class TransferResult:
 
 
 def _name(model: nn.Module, given: str | None, index: int, role: str) -> str:
-    return given or model_config(model)[0] or f"{role}{index}"
+    return given or model_label(model) or f"{role}{index}"
 
 
 def _unique(names: list[str]) -> list[str]:
