@@ -2,9 +2,9 @@
 
 Runs ``apgd_ce``, ``apgd_t`` and ``square`` of advframe and ``APGD`` (loss ce),
 ``APGDT`` and ``Square`` of torchattacks 3.5.1 on the shipped ``mnist_cnn_standard``
-model and the first ``--n`` digits of ``mnist5k`` (test split), linf, and prints the
-robust accuracies side by side with the seconds each took; writes
-``benchmarks/results/autoattack_crosscheck.json``. Both sides use the AutoAttack
+model and the first ``--n`` digits of ``mnist5k`` (test split; every prefix of it is
+class-balanced), linf, and prints the robust accuracies side by side with the seconds
+each took; writes ``benchmarks/results/autoattack_crosscheck.json``. Both sides use the AutoAttack
 standard settings (100 iterations, 1 restart, 9 target classes, Square p_init 0.8);
 Square's query budget is ``--square-queries`` on both sides.
 
