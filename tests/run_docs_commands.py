@@ -68,6 +68,8 @@ def units(body: str) -> list[str]:
     if re.search(r"^\s*for\s", joined, re.M):
         return [body.strip()]
     lines = [" ".join(without_comment(line).split()) for line in joined.splitlines()]
+    # "[--eps 0.3]" marks an optional part: run the command without it, as the suite parses it
+    lines = [" ".join(re.sub(r"\s\[[^\]]*\]", "", line).split()) for line in lines]
     return [line for line in lines if line and not line.startswith("#")]
 
 
@@ -152,7 +154,8 @@ def run_page(page: str, work: Path, cap: float, train_cap: float, log) -> list[O
                         outcomes.append(Outcome(page, reduced(sibling), verdict(code3), seconds3,
                                                 "a file a later command reads, made like its seed-0 sibling"))
         for outcome in outcomes[before:]:
-            print(f"| {outcome.page} | `{outcome.command}` | {outcome.result} | {outcome.seconds:.0f} | "
+            shown = " / ".join(line.strip() for line in outcome.command.splitlines())  # one table row
+            print(f"| {outcome.page} | `{shown}` | {outcome.result} | {outcome.seconds:.0f} | "
                   f"{outcome.note} |", file=log, flush=True)
     return outcomes
 
