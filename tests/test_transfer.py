@@ -174,3 +174,10 @@ def test_report_joins_an_eval_and_a_transfer_of_the_same_checkpoint(tmp_path: An
     by_model = {row[0]: dict(zip(header, row)) for row in rows}
     assert evals[0]["model"] == "m (mnist_cnn)" and "m (mnist_cnn)" in by_model
     assert by_model["m (mnist_cnn)"]["fgsm"] != "—" and by_model["m (mnist_cnn)"]["fgsm(n (mnist_cnn))"] != "—"
+
+
+def test_names_must_match_the_models_one_to_one() -> None:
+    x, y = data(8)
+    a = linear([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    with pytest.raises(ParameterError, match="1 source_names for 2 source models"):
+        transfer([a, a], [a], (x, y), attacks=["fgsm"], eps=[0.1], source_names=["A"])

@@ -121,10 +121,6 @@ class TransferResult:
                 "violations": [v.__dict__ for v in self.violations], **self.meta}
 
 
-def _name(model: nn.Module, given: str | None, index: int, role: str) -> str:
-    return given or model_label(model) or f"{role}{index}"
-
-
 def _unique(names: list[str]) -> list[str]:
     seen: dict[str, int] = {}
     out = []
@@ -140,15 +136,18 @@ class _Transfer:
     def __init__(self, sources: Sequence[nn.Module], targets: Sequence[nn.Module], data: Any,
                  attacks: Sequence[Any] | None, eps: Sequence[float] | None, opts: TransferOptions):
         if not sources or not targets:
-            raise ParameterError("transfer needs at least one source and one target model (--source, --target)")
+            raise ParameterError("transfer needs at least one source and one target model (--source-model, --target-model)")
         self.opts = opts
         self.device = torch.device(opts.device)
         self.src = [as_model(m).to(self.device).eval() for m in sources]
         self.tgt = [as_model(m).to(self.device).eval() for m in targets]
-        self.s_names = _unique([_name(m, (opts.source_names or [None] * len(self.src))[i], i, "source")
-                                for i, m in enumerate(self.src)])
-        self.t_names = _unique([_name(m, (opts.target_names or [None] * len(self.tgt))[i], i, "target")
-                                for i, m in enumerate(self.tgt)])
+        for names, models, what in ((opts.source_names, self.src, "source"), (opts.target_names, self.tgt, "target")):
+            if names is not None and len(names) != len(models):
+                raise ParameterError(f"{len(names)} {what}_names for {len(models)} {what} models: give one name each")
+        self.s_names = _unique([given or model_label(m) for m, given in
+                                zip(self.src, opts.source_names or [None] * len(self.src))])
+        self.t_names = _unique([given or model_label(m) for m, given in
+                                zip(self.tgt, opts.target_names or [None] * len(self.tgt))])
         self.source = as_source(data, bounds=opts.bounds).take(opts.limit)
         self.grid = list(eps) if eps is not None else list(self.source.default_eps)
         if not self.grid:
