@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.test_doc_snippets import PLAN, blocks, without_comment  # noqa: E402
 
-TRAINING = re.compile(r"(^|\s)(advframe|-m advframe) (train|train-generator)\s|capacity_sweep\.py(?!.*--quick)|^for ")
+TRAINING = re.compile(r"(^|\s)(advframe|-m advframe) (train|train-generator)\s|capacity_sweep\.py(?!.*--quick)|^\s*for ",
+                      re.M)
 # files the pages name without a command that writes them: made like their seed-0 siblings
 SIBLINGS = {"advnet.md": [("_s0.safetensors", "_s1.safetensors", "--seed 0", "--seed 1")]}
 
@@ -100,7 +101,7 @@ def reduced(command: str) -> str:
     """The same training, short: one epoch on a 256-example prefix."""
     if "capacity_sweep.py" in command:
         return command + " --quick"
-    if command.startswith("for "):
+    if re.search(r"^\s*for\s", command, re.M):
         return re.sub(r"--epochs \d+", "--epochs 1 --limit 256", command)
     if " train-generator " in command:
         return command + " --epochs 1"
