@@ -83,7 +83,7 @@ def as_model(module: nn.Module) -> nn.Module:
     if not isinstance(module, nn.Module):
         raise TypeError(f"expected a model (a torch nn.Module), got {type(module).__name__} {module!r:.60}: pass "
                         f"an nn.Module, or advframe.load_model(name or path) for a registered model name "
-                        f"(e.g. 'mnist_cnn_standard') or a checkpoint file")
+                        f"('advframe list models') or a checkpoint file")
     return WrappedClassifier(module)
 
 

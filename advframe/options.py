@@ -171,5 +171,5 @@ def resolve_attacks(attacks: Sequence[Any] | None, params: Mapping[str, Any] | N
             specs.append(AttackSpec(a.name or type(a).__name__, a))
         else:
             raise ParameterError(f"attack {a!r} is neither an attack name nor an Attack object: pass e.g. "
-                                 f"attacks=['fgsm'] or attacks=[advframe.get_attack('pgd', steps=10)]")
+                                 f"attacks=['NAME'] or attacks=[advframe.get_attack('NAME', KEY=VALUE)] ('advframe list attacks')")
     return specs
