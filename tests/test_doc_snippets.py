@@ -98,7 +98,7 @@ PLAN.update({f"{kind}/{page.name}": [("bash", "bash", "")] for kind in ("attacks
              for page in sorted((ROOT / "docs" / kind).glob("*.md")) if page.name != "index.md"})
 PLAN.update({
     "results.md": [("json", "json", "")],
-    "defenses.md": [("bash", "bash", "")] * 6,
+    "defenses-measured.md": [("bash", "bash", "")] * 6,
     "zoo.md": [("bash", "bash", "")],
     "data.md": [("bash", "skip", "a checksum of the shipped file; tests/test_datasets.py checks the file itself")],
     "cli.md": [("bash", "bash", ""), ("bash", "bash", ""), ("bash", "bash", "")],
@@ -255,3 +255,10 @@ def test_every_page_is_planned():
 @pytest.mark.parametrize("page", sorted(set(PLAN) - {"quickstart.md", "own-model.md"}))
 def test_page(page, tmp_path, monkeypatch):
     run_page(page, tmp_path, monkeypatch)
+
+
+def test_no_two_pages_are_published_at_one_address():
+    # mkdocs writes docs/X.md and docs/X/index.md both to X/index.html: one page silently lost
+    clashes = [str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md")
+               if p.name != "index.md" and (p.with_suffix("") / "index.md").is_file()]
+    assert not clashes, f"pages published at the address of a folder's index.md: {clashes}"

@@ -130,7 +130,7 @@ def mnist_cnn_mixed_step_ll() -> MnistCNN:
     """The shipped mnist_cnn trained with mixed_batch (step_ll, preset mnist) on mnist5k.
 
     Kurakin et al. 2017, Algorithm 1; reproduce with the ``advframe train`` command in
-    docs/defenses.md.
+    docs/defenses-measured.md.
     """
     return _shipped("mnist_cnn_mixed_step_ll.safetensors")
 
