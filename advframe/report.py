@@ -70,7 +70,7 @@ def load_documents(paths: list[str | os.PathLike[str]]) -> tuple[list[dict[str, 
     seen: dict[Path, Path] = {}
     for p in paths:
         path = Path(p)
-        if path.is_file() and path.resolve() in seen:
+        if path.resolve() in seen:
             raise DataError(f"'{path}' is given twice (also as '{seen[path.resolve()]}'): pass each results "
                             f"document once")
         if not path.is_file():

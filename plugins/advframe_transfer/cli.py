@@ -19,22 +19,18 @@ from advframe.errors import DataError
 from advframe.options import resolve_attacks
 
 
-def _load_models(specs: list[str], device: str, cache: dict[str, Any], **user: Any) -> tuple[list[Any], list[str]]:
+def _load_models(specs: list[str], device: str, cache: dict[str, Any], **user: Any) -> list[Any]:
     """Load each distinct spec once (``cache``), so that a model named as source and target is one object.
 
     ``user`` holds the --arch list, --model-param, --normalize and --untrained options.
     """
     from advframe.cli.models import load_user_model, pick_arch
-    from advframe.model import model_label
 
-    models, names = [], []
     for spec in specs:
         if spec not in cache:
             cache[spec] = load_user_model(spec, arch=pick_arch(user["arch"], spec), model_param=user["model_param"],
                                           normalize=user["normalize"], untrained=user["untrained"], device=device)
-        models.append(cache[spec][0])
-        names.append(model_label(cache[spec][0]))  # the name 'advframe eval' gives it, so report joins them
-    return models, names
+    return [cache[spec][0] for spec in specs]
 
 
 def _dataset_of(specs: list[str]) -> str | None:
@@ -75,6 +71,7 @@ def transfer_command(
     from advframe.checkpoint import atomic_write_text
     from advframe.cli.app import default_name, resolve_device
     from advframe.dataset import check_fits
+    from advframe.model import model_label
     from advframe.threat import ThreatModel
     from advframe_transfer.report import matrix_rows, transfer_markdown
     from advframe_transfer.transfer import default_transfer_attacks, transfer
@@ -91,17 +88,16 @@ def transfer_command(
     dev = resolve_device(device)
     cache: dict[str, Any] = {}
     user = {"arch": arch, "model_param": model_param, "normalize": normalize, "untrained": untrained}
-    sources, s_names = _load_models(source, dev, cache, **user)
-    targets, t_names = _load_models(target, dev, cache, **user)
+    sources = _load_models(source, dev, cache, **user)
+    targets = _load_models(target, dev, cache, **user)
     data = advframe.load_dataset(dataset or _dataset_of(source + target) or default_name("datasets", "--dataset"),
                                  split=split,
                                  data_dir=data_dir)
-    for net, name in zip(sources + targets, s_names + t_names):
-        check_fits(net, data, dev, name)
+    for net in sources + targets:  # named as in evaluation results (model_label), like the transfer document
+        check_fits(net, data, dev, model_label(net))
     with render.progress_bar(progress) as cb:
         result = transfer(sources, targets, data, attacks=attacks, eps=grid, norm=norm, batch_size=batch_size,
-                          limit=limit, device=dev, seed=seed, progress=cb, source_names=s_names,
-                          target_names=t_names)
+                          limit=limit, device=dev, seed=seed, progress=cb)
     doc = result.to_dict()
     clean = "; ".join(f"{n} {render.pct(c['top1'])}" for n, c in doc["clean"].items())
     render.console.print(f"clean top-1: {clean}")

@@ -121,6 +121,13 @@ class TransferResult:
                 "violations": [v.__dict__ for v in self.violations], **self.meta}
 
 
+def _names(models: list[nn.Module], given: Sequence[str] | None, role: str) -> list[str]:
+    """One distinct name per model: the given ones, else each model's name in evaluation results."""
+    if given is not None and len(given) != len(models):
+        raise ParameterError(f"{len(given)} {role}_names for {len(models)} {role} models: give one name each")
+    return _unique([name or model_label(m) for m, name in zip(models, given or [None] * len(models))])
+
+
 def _unique(names: list[str]) -> list[str]:
     seen: dict[str, int] = {}
     out = []
@@ -141,13 +148,8 @@ class _Transfer:
         self.device = torch.device(opts.device)
         self.src = [as_model(m).to(self.device).eval() for m in sources]
         self.tgt = [as_model(m).to(self.device).eval() for m in targets]
-        for names, models, what in ((opts.source_names, self.src, "source"), (opts.target_names, self.tgt, "target")):
-            if names is not None and len(names) != len(models):
-                raise ParameterError(f"{len(names)} {what}_names for {len(models)} {what} models: give one name each")
-        self.s_names = _unique([given or model_label(m) for m, given in
-                                zip(self.src, opts.source_names or [None] * len(self.src))])
-        self.t_names = _unique([given or model_label(m) for m, given in
-                                zip(self.tgt, opts.target_names or [None] * len(self.tgt))])
+        self.s_names = _names(self.src, opts.source_names, "source")
+        self.t_names = _names(self.tgt, opts.target_names, "target")
         self.source = as_source(data, bounds=opts.bounds).take(opts.limit)
         self.grid = list(eps) if eps is not None else list(self.source.default_eps)
         if not self.grid:
