@@ -160,7 +160,8 @@ class Attack(Configurable):
             self.check_threat(threat, target)
         if seeds is not None and len(seeds) != len(threats):
             raise ParameterError(f"attack '{self.name}': {len(seeds)} seeds for {len(threats)} threat models")
-        return self.craft_grid(model, x.detach(), y, list(threats), target, seeds)
+        reachable = [threat.within_reach(x) for threat in threats]  # eps beyond the box: the box
+        return self.craft_grid(model, x.detach(), y, reachable, target, seeds)
 
     def craft_grid(self, model: Model, x: torch.Tensor, y: torch.Tensor, threats: list[ThreatModel],
                    target: torch.Tensor | None, seeds: Sequence[int] | None) -> list[Crafted]:

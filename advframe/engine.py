@@ -182,7 +182,7 @@ class Engine:
                  for k, (j, t) in enumerate(zip(indices, threats))]
         attacked, labels = x.detach().clone(), y.detach().clone()
         try:
-            reachable = [_within_reach(t, x) for t in threats]
+            reachable = [t.within_reach(x) for t in threats]  # also for attacks not built on Attack
             crafted = spec.attack.grid(model, attacked, labels, reachable, target, seeds)
         except AdvframeError:
             raise
@@ -241,14 +241,6 @@ def _raised(exc: BaseException) -> str:
     frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" at {frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno}" if frame else ""
     return f"{type(exc).__name__}: {exc}{where}"
-
-
-def _within_reach(threat: ThreatModel, x: torch.Tensor) -> ThreatModel:
-    """``threat`` with eps capped at :meth:`ThreatModel.reach`: the same set of allowed inputs
-    (ball ∩ box), so attacks that scale steps or schedules by eps stay finite (eps 1e300
-    overflows float32). The audit keeps the eps that was asked for."""
-    reach = threat.reach(x)
-    return threat.with_eps(reach) if threat.eps > reach else threat
 
 
 def craft_audited(model: Model, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, threat: ThreatModel,

@@ -176,6 +176,13 @@ class ThreatModel:
             return min(self.eps, span)
         return min(self.eps, span * math.sqrt(max(1, x[0].numel() if x.shape[0] else 1)))
 
+    def within_reach(self, x: torch.Tensor) -> "ThreatModel":
+        """This threat model with ``eps`` capped at :meth:`reach`: the same set of allowed
+        inputs (ball ∩ box), so that attacks which scale steps or schedules by eps stay finite
+        (eps 1e300 overflows float32). Audits keep the eps that was asked for."""
+        reach = self.reach(x)
+        return self.with_eps(reach) if self.eps > reach else self
+
     def perturbation(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Per-example norm of ``x_adv - x``."""
         return _flat_norm((x_adv - x).detach(), self.norm)
