@@ -39,8 +39,13 @@ def parse_eps(text: str | float) -> float:
     return value
 
 
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as one row per example; unlike ``reshape(n, -1)``, also for an empty batch."""
+    return t.reshape(t.shape[0], math.prod(t.shape[1:]))
+
+
 def _flat_norm(d: torch.Tensor, norm: str) -> torch.Tensor:
-    flat = d.reshape(d.shape[0], -1)
+    flat = _rows(d)
     if norm == "linf":
         return flat.abs().amax(dim=1) if flat.shape[1] else flat.new_zeros(d.shape[0])
     return flat.norm(p=2, dim=1)
@@ -198,12 +203,12 @@ class ThreatModel:
         if x_adv.shape != x.shape:
             raise ThreatModelError(f"adversarial batch has shape {tuple(x_adv.shape)}, expected {tuple(x.shape)}")
         n = x.shape[0]
-        finite = torch.isfinite(x_adv.reshape(n, -1)).all(dim=1)
+        finite = torch.isfinite(_rows(x_adv)).all(dim=1)
         safe = torch.where(torch.isfinite(x_adv), x_adv, x)
         pert = self.perturbation(safe, x)
         ball_excess = (pert - self.eps).clamp_min(0)
         lo, hi = self.bounds
-        flat = safe.reshape(n, -1)
+        flat = _rows(safe)
         box_excess = torch.maximum((lo - flat).clamp_min(0), (flat - hi).clamp_min(0))
         box_excess = box_excess.amax(dim=1) if flat.shape[1] else flat.new_zeros(n)
         excess = torch.maximum(ball_excess, box_excess)

@@ -80,3 +80,13 @@ def test_audit_tolerance_scales_with_the_input_range():
     rounding = x + torch.tensor([[8.0, -8.0, 8.0]]) + 1.5e-5   # float32 rounding near 200
     assert t.audit(rounding, x).ok
     assert not t.audit(x + 8.1, x).ok
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_an_empty_batch_projects_measures_and_audits_to_empty(norm):
+    threat = ThreatModel(norm=norm, eps=0.3)
+    x = torch.rand(0, 1, 28, 28)
+    assert threat.project(x, x).shape == (0, 1, 28, 28)
+    assert threat.perturbation(x, x).shape == (0,)
+    report = threat.audit(x, x)
+    assert report.ok and report.violations == 0 and report.perturbation.shape == (0,)

@@ -22,8 +22,8 @@ def per_example(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def flat_norm(t: torch.Tensor, p: str) -> torch.Tensor:
-    """Per-example ``l1``, ``l2`` or ``linf`` norm of a batch."""
-    flat = t.reshape(t.shape[0], -1)
+    """Per-example ``l1``, ``l2`` or ``linf`` norm of a batch (also of an empty one)."""
+    flat = t.reshape(t.shape[0], math.prod(t.shape[1:]))
     if p == "l1":
         return flat.abs().sum(dim=1)
     if p == "l2":
