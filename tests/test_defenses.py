@@ -86,7 +86,7 @@ def test_mixed_batch_delay_and_partial_batch():
     d.setup(model, data, {"seed": 0, "batch_size": 32})
     loss, stats = d.training_loss(model, x, y, 2)  # still in the delay: all clean
     assert stats["adv_examples"] == 0
-    assert float(loss.detach()) == pytest.approx(float(F.cross_entropy(model(x), y)), rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(float(F.cross_entropy(model(x), y).detach()), rel=1e-6)
     _, stats = d.training_loss(model, x, y, 3)  # 20 of m = 32: round(16·20/32) = 10 adversarial
     assert stats["adv_examples"] == 10
     with pytest.raises(ParameterError):
