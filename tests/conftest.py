@@ -20,6 +20,19 @@ import advframe.plugins
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+#: Shorter runs of the slow attacks, for tests that check a contract (conformance, audit),
+#: not an attack's strength.
+FAST_ATTACK_PARAMS: dict[str, dict[str, int]] = {
+    "apgd_ce": {"steps": 8},
+    "apgd_dlr": {"steps": 8},
+    "apgd_t": {"steps": 5, "n_target_classes": 3},
+    "square": {"queries": 60},
+    "fab_t": {"steps": 8, "n_target_classes": 3},
+    "cw_l2": {"binary_search_steps": 2, "max_iterations": 20},
+    "lbfgs": {"binary_search_steps": 2, "max_iterations": 20},
+}
+
+
 def make_distribution(root: Path, dist: str, module: str, source: str, entry: str | None = None,
                       version: str = "0.1.0") -> Path:
     """Write an installed-looking distribution (module + dist-info with an advframe entry point)."""

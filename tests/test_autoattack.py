@@ -1,10 +1,10 @@
 """The AutoAttack plugin (advframe_autoattack): APGD-CE/-DLR/-T, FAB-T and Square against
-closed forms on affine models, the papers' schedules, exact pass counts, the conformance
-kit, the threat audit, class-count errors and the plugin's dependency on advframe_gradient."""
+closed forms on affine models, the papers' schedules, exact pass counts, the threat audit,
+class-count errors and the plugin's dependency on advframe_gradient (the conformance kit
+runs in test_conformance.py)."""
 
 from __future__ import annotations
 
-import functools
 import sys
 
 import pytest
@@ -16,7 +16,7 @@ import advframe
 from advframe.errors import AdvframeError, ParameterError
 from advframe.model import Classifier
 from advframe.plugins import PluginHost
-from advframe.testing import check_attack, toy_model
+from advframe.testing import toy_model
 from advframe.threat import ThreatModel
 from advframe_autoattack.apgd import checkpoints
 from advframe_autoattack._square_ops import p_schedule, side
@@ -25,6 +25,7 @@ from advframe_autoattack.apgd_attacks import APGDCE, APGDDLR, APGDT
 from advframe_autoattack.fab import FABT
 from advframe_autoattack.square import Square
 from advframe_gradient.losses import dlr_loss, margin_loss, targeted_dlr_loss
+from conftest import FAST_ATTACK_PARAMS
 
 D = 12
 
@@ -395,19 +396,8 @@ def test_bad_parameters_are_refused():
             Square(**bad)
 
 
-# -- conformance and audit ---------------------------------------------------------
-FAST = {
-    "apgd_ce": {"steps": 8},
-    "apgd_dlr": {"steps": 8},
-    "apgd_t": {"steps": 5, "n_target_classes": 3},
-    "square": {"queries": 60},
-    "fab_t": {"steps": 8, "n_target_classes": 3},
-}
-
-
-@pytest.mark.parametrize("name", sorted(FAST))
-def test_conformance_kit(name):
-    check_attack(functools.partial(advframe.get_attack, name, **FAST[name]), check_devices=["cpu"])
+# -- threat audit ----------------------------------------------------------------------
+FAST = {name: FAST_ATTACK_PARAMS[name] for name in ("apgd_ce", "apgd_dlr", "apgd_t", "square", "fab_t")}
 
 
 @pytest.mark.parametrize("name", sorted(FAST))

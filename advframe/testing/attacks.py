@@ -106,7 +106,8 @@ def check_attack(attack_factory: Any, model: nn.Module | None = None, **options:
     """Check that an attack honours the Attack contract.
 
     For each declared norm, each eps (0 included) and, when the attack is targetable,
-    both untargeted and targeted threat models, on seeded random inputs:
+    both untargeted and targeted threat models, on seeded random inputs (half of them
+    labelled as the model predicts them, so that the attack has to search there):
 
     - the result has the input's shape, dtype and device, and passes
       :meth:`ThreatModel.audit` (inside the ball and the bounds, finite);
@@ -154,6 +155,9 @@ def _check_on_device(attack: Any, base: nn.Module, shape: tuple[int, ...], num_c
     counting = CountingModel(base).to(dev).eval()
     x = random_inputs(opts.batch_size, shape, opts.bounds, opts.seed).to(dev)
     y = random_labels(opts.batch_size, num_classes, opts.seed).to(dev)
+    with torch.no_grad():  # half the batch labelled as the model predicts it: attacks must search there
+        half = opts.batch_size // 2
+        y[:half] = counting.predict(counting(x[:half]))
     t = _targets(y.cpu(), num_classes, opts.seed).to(dev)
     for norm in attack.norms:
         for targeted in ((False, True) if attack.targetable else (False,)):
