@@ -329,3 +329,89 @@ def test_mim_accumulates_l1_normalised_gradients():
         g_acc = g_acc + g / g.abs().sum(dim=1, keepdim=True)
         hand = (hand + 0.03 * g_acc.sign()).clamp(x - 0.2, x + 0.2).clamp(0, 1)
     torch.testing.assert_close(MIM(steps=4, step_size=0.03)(model, x, y, threat), hand)
+
+
+# -- the loss parameter (margin, DLR) of pgd, iter_basic and mim ----------------------
+@pytest.mark.parametrize("targeted", [False, True])
+def test_margin_loss_steps_follow_the_closed_form_on_a_linear_model(targeted):
+    # scores z = Wx + b: the margin's gradient is w_j - w_y (untargeted, j the best other
+    # class) or w_t - w_j' (targeted, j' the best class other than t): one sign step along it
+    model = linear_model(seed=21)
+    w, b = model.module.weight.detach(), model.module.bias.detach()
+    x, y = 0.3 + 0.4 * torch.rand(8, 12), torch.randint(0, 4, (8,))
+    t = (y + 1) % 4 if targeted else None
+    z = x @ w.T + b
+    label = t if targeted else y
+    others = z.scatter(1, label.view(-1, 1), float("-inf")).argmax(dim=1)
+    g = w[others] - w[label] if not targeted else w[label] - w[others]
+    threat = ThreatModel("linf", 0.2, (0.0, 1.0), targeted=targeted)
+    got = PGD(loss="margin", random_start=False, step_size=0.05, steps=1)(model, x, y, threat, t)
+    torch.testing.assert_close(got, (x + 0.05 * g.sign()).clamp(0, 1))
+
+
+@pytest.mark.parametrize("cls", [PGD, IterBasic, MIM])
+@pytest.mark.parametrize("loss", ["margin", "dlr"])
+def test_loss_parameter_ascends_the_named_loss(cls, loss):
+    # an independent loop: sign steps up the loss's autograd gradient, clipped to ball and box
+    from advframe_gradient.losses import dlr_loss, margin_loss
+    model = advframe.as_model(mlp(seed=22)).eval()
+    x, y = torch.rand(16, 10), torch.randint(0, 5, (16,))
+    threat = ThreatModel("linf", 0.1, (0.0, 1.0))
+    fn = {"margin": margin_loss, "dlr": dlr_loss}[loss]
+    hand = x.clone()
+    for _ in range(5):
+        h = hand.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(fn(model(h), y).sum(), h)
+        hand = (hand + 0.02 * g.sign()).clamp(x - 0.1, x + 0.1).clamp(0, 1)
+    kw = {"random_start": False, "step_size": 0.02} if cls is PGD else {"decay": 0.0, "step_size": 0.02} \
+        if cls is MIM else {"alpha": 0.02}
+    torch.testing.assert_close(cls(loss=loss, steps=5, **kw)(model, x, y, threat), hand)
+
+
+def test_dlr_breaks_a_model_whose_saturated_softmax_hides_the_gradient():
+    # logits scaled by 1e4: cross-entropy is 0 in float32 for every confident example, so
+    # its gradient vanishes and PGD on the model's loss does not move; DLR is scale-invariant
+    torch.manual_seed(23)
+    layer = nn.Linear(12, 4)
+    scaled = advframe.as_model(nn.Sequential(layer, ScaleBy(1e4))).eval()
+    plain = advframe.as_model(layer).eval()
+    x = torch.rand(64, 12)
+    y = scaled.predict(scaled(x)).detach()
+    threat = ThreatModel("linf", 0.5, (0.0, 1.0))
+    kw = {"random_start": False, "steps": 20, "step_size": 0.05}
+    ce = PGD(**kw)(scaled, x, y, threat)
+    assert torch.equal(ce, x)  # no gradient, no step
+    robust_dlr = (scaled.predict(scaled(PGD(loss="dlr", **kw)(scaled, x, y, threat))) == y).float().mean()
+    robust_plain = (plain.predict(plain(PGD(**kw)(plain, x, y, threat))) == y).float().mean()
+    assert robust_dlr <= robust_plain and robust_dlr < 0.5
+
+
+class ScaleBy(nn.Module):
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.factor
+
+
+def test_loss_parameter_errors_name_the_value_and_the_class_counts():
+    with pytest.raises(ParameterError, match=r"attack 'pgd': loss='dlrr' .*did you mean 'dlr'\?"):
+        PGD(loss="dlrr")
+    two = linear_model(k=2, seed=24)
+    x, y = torch.rand(4, 12), torch.randint(0, 2, (4,))
+    with pytest.raises(ParameterError, match=r"attack 'pgd': the DLR loss needs at least 3 classes, the model has 2"):
+        PGD(loss="dlr")(two, x, y, ThreatModel("linf", 0.1))
+    three = linear_model(k=3, seed=24)
+    y3, t3 = torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long)
+    with pytest.raises(ParameterError, match=r"the targeted DLR loss needs at least 4 classes, the model has 3"):
+        PGD(loss="dlr")(three, x, y3, ThreatModel("linf", 0.1, targeted=True), t3)
+    assert PGD(loss="margin")(two, x, y, ThreatModel("linf", 0.1)).shape == x.shape
+
+
+def test_loss_parameter_keeps_the_gradient_budget():
+    model = Counting(mlp(seed=25))
+    x, y = torch.rand(8, 10), torch.randint(0, 5, (8,))
+    attack = PGD(loss="dlr", steps=7, restarts=2)
+    attack(model, x, y, ThreatModel("l2", 0.5, (0.0, 1.0)))
+    assert attack.gradient_evaluations == model.backwards == 14

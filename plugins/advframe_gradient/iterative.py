@@ -20,6 +20,7 @@ class _KurakinIterative(IterativeAttack):
     step_size_param = "alpha"
 
     def validate(self) -> None:
+        super().validate()
         check_nonnegative(f"attack '{self.name}'", alpha=self.alpha)
         check_int(f"attack '{self.name}'", "steps", self.steps, 0)
 
@@ -45,6 +46,10 @@ class IterBasic(_KurakinIterative):
         alpha (float | None): step size in the input scale; ``None`` (default) = one pixel, ``(hi - lo)/255``.
         steps (int | None): iterations; ``None`` (default) = ``floor(min(eps + 4, 1.25 eps))`` with eps
             in pixels of ``(hi - lo)/255`` (at least 1 for eps > 0).
+        loss (str): what the steps ascend: ``"model"`` (default, the model's own loss,
+            cross-entropy for a plain classifier), ``"margin"`` (the Carlini–Wagner margin on
+            ``model.scores``) or ``"dlr"`` (Croce & Hein's scale-invariant DLR; targeted DLR
+            when targeted).
 
     Presets: ``saito`` (Saito & Roy, Table 2: eps_iter 0.05, nb_iter 10). Norm linf;
     targetable; reads the true label; spends exactly ``steps`` gradient evaluations
@@ -58,6 +63,7 @@ class IterBasic(_KurakinIterative):
     uses_true_label = True
     one_step_counterpart = "fgsm"
     unbounded_probe = True
+    defaults = {**_KurakinIterative.defaults, "loss": "model"}
     presets = {"saito": {"alpha": 0.05, "steps": 10}, "kurakin": {"alpha": None, "steps": None}}
 
 

@@ -19,6 +19,7 @@ from advframe.attack import Attack, Objective
 from advframe.model import Model
 from advframe.threat import ThreatModel
 from advframe_gradient._ops import generator, per_example, steepest
+from advframe_gradient.losses import check_loss, loss_objective
 
 
 class IterativeAttack(Attack, abc.ABC):
@@ -28,8 +29,8 @@ class IterativeAttack(Attack, abc.ABC):
 
     * :meth:`schedule` -> ``(step size, steps)`` for a threat model;
     * :meth:`start` (default: ``x`` clipped into the bounds);
-    * :meth:`objective` (default: the model's loss of ``y``, or minus the loss of the
-      target when targeted);
+    * :meth:`objective` (default: the loss its ``loss`` parameter names, ``"model"`` when it
+      has none: the model's loss of ``y``, or minus the loss of the target when targeted);
     * :meth:`direction` with optional per-run state from :meth:`init_state` (default:
       the steepest-ascent direction of the threat's norm, ``sign(g)`` or ``g/||g||_2``);
     * ``restarts`` and ``seed`` parameters, when it has them.
@@ -46,11 +47,15 @@ class IterativeAttack(Attack, abc.ABC):
         """The first iterate (default: the clean input clipped into the bounds)."""
         return threat.clip_bounds(x)
 
+    def validate(self) -> None:
+        """Refuse a ``loss`` parameter outside :data:`~advframe_gradient.losses.LOSSES`."""
+        if "loss" in self.defaults:
+            check_loss(f"attack '{self.name}'", self.params["loss"])
+
     def objective(self, model: Model, y: torch.Tensor, target: torch.Tensor | None) -> Objective:
-        """What the loop ascends: the loss of ``y``, or minus the loss of ``target``."""
-        if target is None:
-            return lambda out: model.loss(out, y)
-        return lambda out: -model.loss(out, target)
+        """What the loop ascends: the ``loss`` parameter's loss of ``y`` (default: the model's
+        own), or, targeted, its loss toward ``target`` (:func:`~advframe_gradient.losses.loss_objective`)."""
+        return loss_objective(f"attack '{self.name}'", self.params.get("loss", "model"), model, y, target)
 
     def init_state(self, x: torch.Tensor) -> Any:
         """State carried across the steps of one run (default: none)."""

@@ -21,6 +21,10 @@ class MIM(IterativeAttack):
         steps: iterations (default 10).
         step_size: step in the input scale; ``None`` (default) = ``eps / steps`` (Dong et al.).
         decay: momentum decay mu (default 1.0).
+        loss (str): what the steps ascend: ``"model"`` (default, the model's own loss,
+            cross-entropy for a plain classifier), ``"margin"`` (the Carlini–Wagner margin on
+            ``model.scores``) or ``"dlr"`` (Croce & Hein's scale-invariant DLR; targeted DLR
+            when targeted).
 
     Presets: ``saito`` (Saito & Roy Table 2: eps_iter 0.06, nb_iter 10). Norms linf and
     l2; targetable; reads the true label; spends exactly ``steps`` gradient evaluations
@@ -32,10 +36,11 @@ class MIM(IterativeAttack):
     norms = ("linf", "l2")
     targetable = True
     uses_true_label = True
-    defaults = {"steps": 10, "step_size": None, "decay": 1.0}
+    defaults = {"steps": 10, "step_size": None, "decay": 1.0, "loss": "model"}
     presets = {"saito": {"steps": 10, "step_size": 0.06}}
 
     def validate(self) -> None:
+        super().validate()
         owner = f"attack '{self.name}'"
         check_int(owner, "steps", self.steps, 0)
         check_nonnegative(owner, step_size=self.step_size, decay=self.decay)

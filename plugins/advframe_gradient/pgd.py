@@ -25,6 +25,10 @@ class PGD(IterativeAttack):
         restarts: random restarts (default 1).
         random_start: start from a uniform point of the ball (default True) or from x.
         seed (int | None): seed of the random starts; ``None`` (default) uses torch's global RNG.
+        loss (str): what the steps ascend: ``"model"`` (default, the model's own loss,
+            cross-entropy for a plain classifier), ``"margin"`` (the Carlini–Wagner margin on
+            ``model.scores``) or ``"dlr"`` (Croce & Hein's scale-invariant DLR; targeted DLR
+            when targeted).
 
     Presets: ``madry`` (steps 40, step_size 0.01: MNIST, eps 0.3), ``saito`` (Saito &
     Roy Table 2: eps_iter 0.01, nb_iter 40). Norms linf and l2; targetable; reads the
@@ -37,10 +41,11 @@ class PGD(IterativeAttack):
     targetable = True
     uses_true_label = True
     unbounded_probe = True
-    defaults = {"steps": 40, "step_size": None, "restarts": 1, "random_start": True, "seed": None}
+    defaults = {"steps": 40, "step_size": None, "restarts": 1, "random_start": True, "seed": None, "loss": "model"}
     presets = {"madry": {"steps": 40, "step_size": 0.01}, "saito": {"steps": 40, "step_size": 0.01}}
 
     def validate(self) -> None:
+        super().validate()
         owner = f"attack '{self.name}'"
         check_int(owner, "steps", self.steps, 0)
         check_int(owner, "restarts", self.restarts, 1)
