@@ -442,3 +442,44 @@ def test_missing_gradient_plugin_is_one_line_and_registers_nothing(monkeypatch):
     host.check_requirements()
     assert info.status == "error" and "apgd_ce" not in host.registry.names("attacks")
     assert any("needs plugin 'gradient'" in e and "\n" not in e for e in info.errors)
+
+
+# -- class scores through model.scores ---------------------------------------------
+class Negated(Classifier):
+    """Outputs that are not scores: ``-logits``, with ``scores`` undoing the sign (as a
+    codeword model's outputs need its ``scores`` to become class scores)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -self.inner(x)
+
+    def scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        return -outputs
+
+    def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(-outputs, y, reduction="none")
+
+
+@pytest.mark.parametrize("name,params", [
+    ("apgd_ce", {"steps": 10}), ("apgd_dlr", {"steps": 10}), ("apgd_t", {"steps": 10, "n_target_classes": 3}),
+    ("fab_t", {"steps": 10, "n_target_classes": 3}), ("square", {"queries": 100}),
+    ("pgd", {"loss": "dlr", "steps": 10}), ("pgd", {"loss": "margin", "steps": 10})])
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_attacks_read_classes_through_model_scores(name, params, norm):
+    # the same network seen through outputs that are not scores: every attack that reads
+    # class scores must reach the very same points, so it works on codeword models too
+    lin, _ = affine(6, seed=31, d=16)
+    net = nn.Sequential(nn.Flatten(), lin)  # on 1x4x4 images: Square needs image-shaped inputs
+    plain, negated = advframe.as_model(net).eval(), Negated(net).eval()
+    x = inputs(n=16, seed=32, d=16).view(16, 1, 4, 4)
+    y = plain.predict(plain(x)).detach()
+    threat = ThreatModel(norm=norm, eps=0.5 if norm == "linf" else 2.0, bounds=(-10.0, 10.0))
+    torch.manual_seed(0)
+    a = advframe.get_attack(name, **params)(plain, x, y, threat)
+    torch.manual_seed(0)
+    b = advframe.get_attack(name, **params)(negated, x, y, threat)
+    torch.testing.assert_close(a, b)
+    assert (plain.predict(plain(a)) != y).any()  # the check is not vacuous: something broke
