@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from advframe.engine import AttackSpec, Engine, Violation
+from advframe.errors import ParameterError
 from advframe.metrics import RunTally, ratio
 from advframe.model import Model
 from advframe.threat import ThreatModel
@@ -36,6 +37,11 @@ class WorstCase:
     """
 
     def __init__(self, specs: Sequence[AttackSpec], threats: Sequence[ThreatModel]):
+        names = [s.name for s in specs]
+        twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+        if twice is not None:
+            raise ParameterError(f"attack '{twice}' is named twice in the worst case: name each attack once "
+                                 f"(its results are reported by name)")
         self.specs = list(specs)
         self.threats = list(threats)
         self.rows = {str(j): RunTally() for j in range(len(threats))}
@@ -85,9 +91,16 @@ class WorstCase:
                 "attacks": [s.name for s in self.specs],
                 "broke": {s.name: c.broke for s, c in zip(self.specs, cells)},
                 "attacked": {s.name: c.examples + c.rejected_examples for s, c in zip(self.specs, cells)},
+                "spared": {s.name: row.clean_correct - c.examples - c.rejected_examples
+                           for s, c in zip(self.specs, cells)},
                 "gradient_evaluations": ratio(row.gradient_evaluations, row.examples),
                 "forward_queries": ratio(row.forward_queries, row.examples),
                 "seconds": row.seconds,
+                "gradient_evaluations_by_attack": {s.name: ratio(c.gradient_evaluations, row.examples)
+                                                   for s, c in zip(self.specs, cells)},
+                "forward_queries_by_attack": {s.name: ratio(c.forward_queries, row.examples)
+                                              for s, c in zip(self.specs, cells)},
+                "seconds_by_attack": {s.name: c.seconds for s, c in zip(self.specs, cells)},
                 "violations": sum(c.violations for c in cells),
             })
         return out

@@ -69,6 +69,41 @@ def test_early_exit_shows_in_the_pass_count():
     # fgsm: one pass over its examples; iter_basic: 5 passes over the survivors only
     expected = (clean_correct * 1 + w["attacked"]["iter_basic"] * 5) / w["examples"]
     assert w["gradient_evaluations"] == pytest.approx(expected)
+    # the cost saved, per attack: the clean-correct examples earlier attacks had broken already
+    assert w["spared"] == {"fgsm": 0, "iter_basic": w["broke"]["fgsm"]} and w["broke"]["fgsm"] > 0
+    # and where the passes went: per attack, adding up to the suite's totals
+    by_attack = w["gradient_evaluations_by_attack"]
+    assert by_attack["fgsm"] == pytest.approx(clean_correct / w["examples"])
+    assert by_attack["iter_basic"] == pytest.approx(w["attacked"]["iter_basic"] * 5 / w["examples"])
+    assert sum(by_attack.values()) == pytest.approx(w["gradient_evaluations"])
+    assert sum(w["forward_queries_by_attack"].values()) == pytest.approx(w["forward_queries"])
+    assert sum(w["seconds_by_attack"].values()) == pytest.approx(w["seconds"])
+
+
+def test_an_attack_named_twice_is_refused():
+    # its results are reported by name: the second run's counts would overwrite the first's
+    net, x, y = problem()
+    with pytest.raises(advframe.AdvframeError, match="attack 'fgsm' is named twice in the worst case"):
+        advframe.evaluate(net, (x, y), attacks=["fgsm", "pgd", "fgsm"], eps=[0.1], worst_case=True)
+
+
+def test_cli_suite_runs_prints_the_worst_case_table_and_resumes(tmp_path):
+    out = tmp_path / "w.json"
+    args = ["eval", "--suite", "autoattack_fast", "--param", "apgd_ce.steps=4", "--param", "apgd_t.steps=4",
+            "--param", "apgd_t.n_target_classes=2", "--eps", "0.05", "--eps", "0.3", "--limit", "30",
+            "--no-progress", "--no-checks", "--output", str(out)]
+    r = run_cli(*args, env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    assert "worst case" in r.stdout and "broke" in r.stdout and "attacked" in r.stdout
+    doc = json.loads(out.read_text())
+    assert [w["attacks"] for w in doc["worst_case"]] == [["apgd_ce", "apgd_t"]] * 2
+    assert all(r["worst_case_step"] in (1, 2) for r in doc["runs"])
+    # --resume on the finished document's command starts over and gives the same counts
+    r = run_cli(*args, "--resume", env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    again = json.loads(out.read_text())
+    keys = ("eps", "top1", "broke", "attacked", "spared", "gradient_evaluations")
+    assert [{k: w[k] for k in keys} for w in again["worst_case"]] == [{k: w[k] for k in keys} for w in doc["worst_case"]]
 
 
 def test_worst_case_resumes_from_its_partial_state(tmp_path):
@@ -88,8 +123,8 @@ def test_worst_case_resumes_from_its_partial_state(tmp_path):
     with pytest.raises(Interrupt):
         advframe.evaluate(net, (x, y), state_path=state, progress=stop, **kw)
     resumed = advframe.evaluate(net, (x, y), state_path=state, **kw).to_dict()
-    strip = [{k: v for k, v in w.items() if k != "seconds"} for w in full["worst_case"]]
-    assert [{k: v for k, v in w.items() if k != "seconds"} for w in resumed["worst_case"]] == strip
+    strip = [{k: v for k, v in w.items() if not k.startswith("seconds")} for w in full["worst_case"]]
+    assert [{k: v for k, v in w.items() if not k.startswith("seconds")} for w in resumed["worst_case"]] == strip
 
 
 def test_targeted_worst_case_is_refused():
