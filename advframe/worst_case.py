@@ -84,24 +84,22 @@ class WorstCase:
         out = []
         for j, threat in enumerate(self.threats):
             row = self.rows[str(j)]
-            cells = [tallies[key(i, j)] for i in range(len(self.specs))]
+            cells = [(s.name, tallies[key(i, j)]) for i, s in enumerate(self.specs)]
+            attacked = {n: c.examples + c.rejected_examples for n, c in cells}
             out.append({
                 "eps": threat.eps, "norm": threat.norm, "examples": row.examples,
                 "top1": ratio(row.top1, row.examples), "clean_top1": ratio(row.clean_correct, row.examples),
-                "attacks": [s.name for s in self.specs],
-                "broke": {s.name: c.broke for s, c in zip(self.specs, cells)},
-                "attacked": {s.name: c.examples + c.rejected_examples for s, c in zip(self.specs, cells)},
-                "spared": {s.name: row.clean_correct - c.examples - c.rejected_examples
-                           for s, c in zip(self.specs, cells)},
+                "attacks": [n for n, _ in cells],
+                "broke": {n: c.broke for n, c in cells},
+                "attacked": attacked,
+                "spared": {n: row.clean_correct - attacked[n] for n, _ in cells},
                 "gradient_evaluations": ratio(row.gradient_evaluations, row.examples),
                 "forward_queries": ratio(row.forward_queries, row.examples),
                 "seconds": row.seconds,
-                "gradient_evaluations_by_attack": {s.name: ratio(c.gradient_evaluations, row.examples)
-                                                   for s, c in zip(self.specs, cells)},
-                "forward_queries_by_attack": {s.name: ratio(c.forward_queries, row.examples)
-                                              for s, c in zip(self.specs, cells)},
-                "seconds_by_attack": {s.name: c.seconds for s, c in zip(self.specs, cells)},
-                "violations": sum(c.violations for c in cells),
+                "gradient_evaluations_by_attack": {n: ratio(c.gradient_evaluations, row.examples) for n, c in cells},
+                "forward_queries_by_attack": {n: ratio(c.forward_queries, row.examples) for n, c in cells},
+                "seconds_by_attack": {n: c.seconds for n, c in cells},
+                "violations": sum(c.violations for _, c in cells),
             })
         return out
 
