@@ -70,8 +70,9 @@ def load_documents(paths: list[str | os.PathLike[str]]) -> tuple[list[dict[str, 
     seen: dict[Path, Path] = {}
     for p in paths:
         path = Path(p)
-        if path.resolve() in seen:
-            raise DataError(f"'{path}' is given twice (also as '{seen[path.resolve()]}'): pass each results "
+        resolved = path.resolve()
+        if resolved in seen:
+            raise DataError(f"'{path}' is given twice (also as '{seen[resolved]}'): pass each results "
                             f"document once")
         if not path.is_file():
             raise DataError(f"results file '{path}' does not exist: pass a file written by "
@@ -84,7 +85,7 @@ def load_documents(paths: list[str | os.PathLike[str]]) -> tuple[list[dict[str, 
             raise DataError(f"'{path}' is JSON nested too deeply to read: pass a results document") from None
         except OSError as exc:
             raise DataError(f"cannot read '{path}' ({exc.strerror}): pass a readable results document") from None
-        seen[path.resolve()] = path
+        seen[resolved] = path
         schema = doc.get("schema") if isinstance(doc, dict) else None
         if schema == EVAL_SCHEMA:
             problem = eval_document_problem(doc)

@@ -39,13 +39,13 @@ def parse_eps(text: str | float) -> float:
     return value
 
 
-def _rows(t: torch.Tensor) -> torch.Tensor:
-    """``t`` as one row per example; unlike ``reshape(n, -1)``, also for an empty batch."""
+def rows(t: torch.Tensor) -> torch.Tensor:
+    """A batch ``t`` as one row per example; unlike ``reshape(n, -1)``, also for an empty batch."""
     return t.reshape(t.shape[0], math.prod(t.shape[1:]))
 
 
 def _flat_norm(d: torch.Tensor, norm: str) -> torch.Tensor:
-    flat = _rows(d)
+    flat = rows(d)
     if norm == "linf":
         return flat.abs().amax(dim=1) if flat.shape[1] else flat.new_zeros(d.shape[0])
     return flat.norm(p=2, dim=1)
@@ -203,12 +203,12 @@ class ThreatModel:
         if x_adv.shape != x.shape:
             raise ThreatModelError(f"adversarial batch has shape {tuple(x_adv.shape)}, expected {tuple(x.shape)}")
         n = x.shape[0]
-        finite = torch.isfinite(_rows(x_adv)).all(dim=1)
+        finite = torch.isfinite(rows(x_adv)).all(dim=1)
         safe = torch.where(torch.isfinite(x_adv), x_adv, x)
         pert = self.perturbation(safe, x)
         ball_excess = (pert - self.eps).clamp_min(0)
         lo, hi = self.bounds
-        flat = _rows(safe)
+        flat = rows(safe)
         box_excess = torch.maximum((lo - flat).clamp_min(0), (flat - hi).clamp_min(0))
         box_excess = box_excess.amax(dim=1) if flat.shape[1] else flat.new_zeros(n)
         excess = torch.maximum(ball_excess, box_excess)

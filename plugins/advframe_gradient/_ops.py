@@ -10,7 +10,7 @@ import torch
 
 from advframe import params
 from advframe.errors import ParameterError
-from advframe.threat import ThreatModel
+from advframe.threat import ThreatModel, rows
 
 #: Smallest norm divided by, so that a zero gradient gives a zero step instead of NaN.
 TINY = 1e-12
@@ -23,7 +23,7 @@ def per_example(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def flat_norm(t: torch.Tensor, p: str) -> torch.Tensor:
     """Per-example ``l1``, ``l2`` or ``linf`` norm of a batch (also of an empty one)."""
-    flat = t.reshape(t.shape[0], math.prod(t.shape[1:]))
+    flat = rows(t)
     if p == "l1":
         return flat.abs().sum(dim=1)
     if p == "l2":
