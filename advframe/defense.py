@@ -1,7 +1,9 @@
-"""The Defense protocol: what the training loop asks of a training procedure."""
+"""The Defense protocol: what the training loop asks of a training procedure, and the
+training recipe a defense declares."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -16,9 +18,27 @@ class Defense(Configurable):
 
     The training loop calls :meth:`setup` once, then :meth:`training_loss` for every
     minibatch, and saves :meth:`state_dict` in checkpoints so that training resumes.
+
+    A defense declares the recipe it trains well with in ``recipe``: any of the training
+    settings of :data:`advframe.training.RECIPE_KEYS` (``epochs``, ``batch_size``,
+    ``optimizer``, ``lr``, ``momentum``, ``weight_decay``, ``schedule``, ``warmup_epochs``,
+    ``holdout``, ``keep``, ``stop_on_collapse``). :func:`advframe.train` uses them for
+    every setting its caller leaves out; ``preset_recipes`` adjusts them per preset.
+    ``monitor`` names the attack (registry name and parameters) that measures held-out
+    robust accuracy after every epoch; None for a defense without a threat model.
     """
 
     summary: ClassVar[str] = ""
+    recipe: ClassVar[Mapping[str, Any]] = {}
+    preset_recipes: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+    def training_recipe(self) -> dict[str, Any]:
+        """The declared recipe, with the chosen preset's adjustments applied."""
+        return {**self.recipe, **self.preset_recipes.get(getattr(self, "preset", None) or "", {})}
+
+    def monitor(self) -> tuple[str, dict[str, Any]] | None:
+        """The attack that measures held-out robustness each epoch: ``(name, params)`` or None."""
+        return None
 
     def threat_model(self, bounds: tuple[float, float]) -> ThreatModel | None:
         """The threat model this procedure trains against, from its own parameters.

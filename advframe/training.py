@@ -27,6 +27,7 @@ arguments) is JSON metadata. No pickle. With ``resume=True`` training continues 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -37,20 +38,32 @@ import torch
 from torch import nn
 
 from advframe import distributed
+from advframe.augment import check_augment, offsets, shift
 from advframe.checkpoint import load_checkpoint, save_checkpoint
 from advframe.dataset import LabeledData, check_fits
 from advframe.defense import Defense
 from advframe.errors import CheckpointError, ParameterError
+from advframe.holdout import Monitor, best_epoch, collapse, holdout_split, subset
 from advframe.model import Model, architecture_state, as_model, describe_model, model_config
 from advframe.model_io import load_weights
 from advframe.options import Settings
 from advframe.params import check_seed_value
 from advframe.progress import ProgressCallback, emit
+from advframe.schedules import check_schedule, load_state, make_scheduler
 from advframe.threat import ThreatModel
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
-SCHEDULES = ("none", "cosine", "step")
+KEEP = ("last", "best")
 FORMAT = "advframe.train/1"
+
+#: The training settings a defense may declare in its recipe (:attr:`Defense.recipe`).
+RECIPE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule",
+               "warmup_epochs", "augment", "holdout", "keep", "stop_on_collapse")
+
+#: The value of each recipe setting that neither the caller nor the defense gives.
+FALLBACK_RECIPE: dict[str, Any] = {"epochs": 5, "batch_size": 64, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9,
+                                   "weight_decay": 0.0, "schedule": "none", "warmup_epochs": 0, "augment": "none",
+                                   "holdout": 0, "keep": "last", "stop_on_collapse": False}
 
 
 @dataclass
@@ -64,7 +77,13 @@ class TrainResult:
         history: one dict per completed epoch: ``epoch``, ``steps``, ``loss``, and the
             means of the defense's statistics (``clean_acc``, ``adv_acc``, ...).
         path: the checkpoint written, or None.
-        model: the trained model (in eval mode).
+        model: the trained model (in eval mode): the kept epoch's weights.
+        kept_epoch: the epoch whose weights were kept (``keep="best"`` or a collapse), or
+            None for the weights at the end.
+        stopped: why training stopped before its last epoch (a one-line description of
+            catastrophic overfitting), or None.
+        recipe: the training settings in force (the caller's, else the defense's recipe,
+            else :data:`FALLBACK_RECIPE`).
     """
 
     steps: int
@@ -73,26 +92,12 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     path: str | None = None
     model: nn.Module | None = field(default=None, repr=False)
+    kept_epoch: int | None = None
+    stopped: str | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- pieces
-
-
-def lr_at(schedule: str, base_lr: float, step: int, total_steps: int) -> float:
-    """The learning rate of optimiser step ``step`` (0-based) of ``total_steps``.
-
-    ``none``: constant; ``cosine``: ``base_lr * (1 + cos(pi * step / total)) / 2``;
-    ``step``: ``base_lr`` times 0.1 from half-way and 0.01 from three quarters of the run.
-    Computed from the step alone, so the schedule needs no state beyond the step.
-    """
-    if schedule == "none" or total_steps <= 0:
-        return base_lr
-    frac = min(step, total_steps) / total_steps
-    if schedule == "cosine":
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * frac))
-    if schedule == "step":
-        return base_lr * (0.01 if frac >= 0.75 else 0.1 if frac >= 0.5 else 1.0)
-    raise ParameterError(f"unknown schedule '{schedule}': use one of {', '.join(SCHEDULES)}")
 
 
 def make_optimizer(name: str, params: Any, lr: float, momentum: float, weight_decay: float
@@ -196,6 +201,10 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) 
 class TrainOptions(Settings):
     """Settings of :func:`train`.
 
+    The recipe settings (:data:`RECIPE_KEYS`) default to None: a setting left out takes
+    the value the defense declares in its recipe, else the one of
+    :data:`FALLBACK_RECIPE` (:meth:`complete`).
+
     Attributes:
         model_config: constructor keywords of a named model.
         defense: a registered defense name (``standard``, ...) or a :class:`Defense`.
@@ -206,7 +215,18 @@ class TrainOptions(Settings):
         lr: base learning rate.
         momentum: momentum of sgd and rmsprop.
         weight_decay: L2 weight decay.
-        schedule: ``none``, ``cosine`` or ``step`` (see :func:`lr_at`).
+        schedule: ``none``, ``step``, ``cosine`` or ``onecycle``
+            (:mod:`advframe.schedules`), stepped once per optimiser step.
+        warmup_epochs: epochs of linear learning-rate warm-up (may be fractional).
+        augment: ``none`` or ``shift`` (random translations of up to 2 pixels,
+            :mod:`advframe.augment`), applied to every training minibatch.
+        holdout: examples of the training split set aside, class-balanced
+            (:func:`advframe.holdout.holdout_split`), whose clean and robust accuracy is
+            measured after every epoch and kept in the history.
+        keep: ``last`` (the weights at the end) or ``best`` (the epoch of best held-out
+            robust accuracy; needs a holdout).
+        stop_on_collapse: stop, keeping the best epoch, when held-out robust accuracy
+            collapses while clean accuracy rises (catastrophic overfitting; needs a holdout).
         seed: fixes the initial weights, the order of every epoch and the defense's randomness.
         out: checkpoint path (``.safetensors``), written atomically at the end, every
             ``checkpoint_every`` steps, and when ``max_steps`` stops the run.
@@ -216,7 +236,8 @@ class TrainOptions(Settings):
         progress: callback receiving events ``"epoch k"`` (batches done of the epoch) with
             the epoch's means so far of ``loss`` and of the defense's statistics
             (``clean_acc``, ``adv_acc``...), weighted by examples: the last event of an
-            epoch carries the numbers of its ``history`` entry (and of ``final_loss``).
+            epoch carries the numbers of its ``history`` entry (and of ``final_loss``),
+            held-out accuracies included.
         dataset_name: data-set name stored in the checkpoint (default: ``data.name``).
         threat: the threat model (a :class:`~advframe.ThreatModel` or its dict) handed to
             the defense in its ``setup`` context and stored in the checkpoint (default:
@@ -230,13 +251,18 @@ class TrainOptions(Settings):
     model_config: dict[str, Any] | None = None
     defense: Defense | str = "standard"
     defense_params: dict[str, Any] | None = None
-    epochs: int = 1
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "none"
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    schedule: str | None = None
+    warmup_epochs: float | None = None
+    augment: str | None = None
+    holdout: int | None = None
+    keep: str | None = None
+    stop_on_collapse: bool | None = None
     seed: int = 0
     out: str | os.PathLike[str] | None = None
     checkpoint_every: int | None = None
@@ -249,29 +275,56 @@ class TrainOptions(Settings):
     data_dir: str | os.PathLike[str] | None = None
     amp: bool = False
 
+    def complete(self, recipe: dict[str, Any]) -> "TrainOptions":
+        """These settings with every recipe setting left out taken from ``recipe``, then the fallback.
+
+        Raises:
+            ParameterError: for a recipe key that is not a training setting, or a bad value.
+        """
+        unknown = sorted(set(recipe) - set(RECIPE_KEYS))
+        if unknown:
+            raise ParameterError(f"the defense's recipe names {', '.join(unknown)}, which are not training "
+                                 f"settings: use {', '.join(RECIPE_KEYS)}")
+        filled = {k: recipe.get(k, FALLBACK_RECIPE[k]) for k in RECIPE_KEYS if getattr(self, k) is None}
+        done = dataclasses.replace(self, **filled)
+        done.validate()
+        return done
+
+    def recipe(self) -> dict[str, Any]:
+        """The recipe settings in force (after :meth:`complete`)."""
+        return {k: getattr(self, k) for k in RECIPE_KEYS}
+
     def validate(self) -> None:
-        """Raise :class:`ParameterError` for a bad setting of a training loop."""
-        for key in ("epochs", "batch_size", "checkpoint_every", "max_steps"):
+        """Raise :class:`ParameterError` for a bad setting of a training loop (None: from the recipe)."""
+        for key in ("epochs", "batch_size", "checkpoint_every", "max_steps", "holdout"):
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ParameterError(f"{key.replace('_', ' ')} {value!r} is not an integer: pass a whole number")
         check_seed_value(self.seed)
         if self.out is not None and os.path.isdir(self.out):
             raise ParameterError(f"out '{self.out}' is a folder: pass a checkpoint file name inside it")
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise ParameterError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ParameterError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.optimizer not in OPTIMIZERS:
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
             raise ParameterError(f"unknown optimizer '{self.optimizer}': use one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise ParameterError(f"unknown schedule '{self.schedule}': use one of {', '.join(SCHEDULES)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
+        if self.schedule is not None:
+            check_schedule(self.schedule, int(bool(self.warmup_epochs)))
+        if self.augment is not None:
+            check_augment(self.augment)
+        if self.warmup_epochs is not None and not (0 <= self.warmup_epochs < math.inf):
+            raise ParameterError(f"warmup epochs must be a number >= 0, got {self.warmup_epochs}")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise ParameterError(f"learning rate must be a positive number, got {self.lr}")
-        if not 0 <= self.momentum < 1:  # NaN momentum was blamed on --lr; momentum >= 1 never forgets a step
+        if self.momentum is not None and not 0 <= self.momentum < 1:
             raise ParameterError(f"momentum must be a number in [0, 1), got {self.momentum}")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+        if self.weight_decay is not None and not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ParameterError(f"weight decay must be a finite number >= 0, got {self.weight_decay}")
+        if self.holdout is not None and self.holdout < 0:
+            raise ParameterError(f"holdout must be >= 0 examples, got {self.holdout}")
+        if self.keep is not None and self.keep not in KEEP:
+            raise ParameterError(f"keep {self.keep!r} is not one of {', '.join(KEEP)}: pass last or best")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise ParameterError(f"checkpoint_every must be >= 1 step, got {self.checkpoint_every}")
         if self.max_steps is not None and self.max_steps < 0:
@@ -341,39 +394,55 @@ def _threat(threat: ThreatModel | dict[str, Any] | None, defense: Defense, data:
 # ---------------------------------------------------------------- checkpoints
 
 
-def _save(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, defense: Defense,
-          meta: dict[str, Any]) -> None:
-    tensors = {f"model.{k}": v for k, v in architecture_state(model).items()}  # no wrapper prefixes
-    opt_tensors, opt_meta = flatten_optimizer(optimizer.state_dict())
+def _save(path: Path, run: "_Training", meta: dict[str, Any], final: bool = False) -> None:
+    """Write the checkpoint of ``run``.
+
+    ``model.*`` holds the weights a model loader reads: at the end with ``keep="best"``
+    (or after a collapse) the kept epoch's, with the last weights as ``last.*`` for a
+    resume; before the end the current weights, with the best epoch's so far as ``best.*``.
+    """
+    current = architecture_state(run.net)
+    kept = run.best_state if final and run.keeps_best() and run.best_state is not None else current
+    tensors = {f"model.{k}": v for k, v in kept.items()}  # no wrapper prefixes
+    if kept is not current:  # a resume continues from the last weights
+        tensors.update({f"last.{k}": v for k, v in current.items()})
+    elif run.best_state is not None:
+        tensors.update({f"best.{k}": v for k, v in run.best_state.items()})
+    opt_tensors, opt_meta = flatten_optimizer(run.opt.state_dict())
     tensors.update(opt_tensors)
-    tensors.update({f"defense.{k}": v for k, v in defense.tensors().items()})
+    tensors.update({f"defense.{k}": v for k, v in run.dfn.tensors().items()})
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    save_checkpoint(path, tensors, {**meta, "optimizer_state": opt_meta, "defense_state": defense.state_dict()})
+    save_checkpoint(path, tensors, {**meta, "optimizer_state": opt_meta, "defense_state": run.dfn.state_dict(),
+                                    "scheduler_state": run.sched.state_dict()})
 
 
-def _restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, defense: Defense,
-             expect: dict[str, Any]) -> dict[str, Any]:
+def _restore(path: Path, run: "_Training", expect: dict[str, Any]) -> dict[str, Any]:
     tensors, meta = load_checkpoint(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"cannot resume from '{path}': it holds no training state (written by "
                               f"something other than advframe.train); pass another --out or drop --resume")
-    for key in ("model", "model_config", "defense", "defense_params", "seed", "batch_size", "examples",
-                "optimizer", "lr", "momentum", "weight_decay", "schedule"):
+    for key, want in expect.items():
         have = meta.get(key) if key in ("model", "model_config", "defense", "defense_params") \
             else (meta.get("train_args") or {}).get(key)
-        if have != expect[key]:
+        if have != want:
             raise CheckpointError(f"cannot resume from '{path}': it was trained with {key}={have!r}, this run "
-                                  f"asks for {expect[key]!r}; use the same settings or another --out")
-    missing = [k for k in ("optimizer_state", "rng.torch") if k not in meta and k not in tensors]
+                                  f"asks for {want!r}; use the same settings or another --out")
+    missing = [k for k in ("optimizer_state", "scheduler_state", "rng.torch") if k not in meta and k not in tensors]
     if missing:
         raise CheckpointError(f"cannot resume from '{path}': it lacks the {' and the '.join(missing)} a resume "
                               f"needs (a damaged or hand-made file); drop --resume or use another --out")
-    load_weights(model, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, f"'{path}'")
-    optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer_state"]))
-    defense.load_state_dict(meta.get("defense_state") or {})
-    defense.load_tensors({k[len("defense."):]: v for k, v in tensors.items() if k.startswith("defense.")})
+    def part(prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    model, last, best = part("model."), part("last."), part("best.")
+    load_weights(run.net, last or model, f"'{path}'")
+    run.best_state = (model if last else best) or None
+    run.opt.load_state_dict(unflatten_optimizer(tensors, meta["optimizer_state"]))
+    load_state(run.sched, meta["scheduler_state"])
+    run.dfn.load_state_dict(meta.get("defense_state") or {})
+    run.dfn.load_tensors({k[len("defense."):]: v for k, v in tensors.items() if k.startswith("defense.")})
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
@@ -384,41 +453,64 @@ def _restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, def
 
 
 class _Training:
-    """The state of one training run: model, optimiser, defense, position, history."""
+    """The state of one training run: model, optimiser, schedule, defense, holdout, position, history."""
 
     def __init__(self, model: nn.Module | str, data: LabeledData | str, opts: TrainOptions):
-        self.opts = o = opts
+        self.dfn = _resolve_defense(opts.defense, opts.defense_params)
+        self.opts = o = opts.complete(self.dfn.training_recipe())
         self.dev = o.torch_device()
         self.rank, self.world = distributed.rank_and_world()
-        self.data = _resolve_data(data, o.data_dir)
-        if len(self.data) == 0:
-            raise ParameterError(f"data set '{self.data.name}' has no training examples")
+        full = _resolve_data(data, o.data_dir)
+        if len(full) == 0:
+            raise ParameterError(f"data set '{full.name}' has no training examples")
+        train_idx, held_idx = holdout_split(full, int(o.holdout))
+        if not len(held_idx):  # a recipe's stop_on_collapse without a holdout has nothing to watch: inert
+            watching = [(k, v, fix) for k, v, fix in (("keep", o.keep, "keep=last"),
+                                                      ("stop_on_collapse", opts.stop_on_collapse, "no stop_on_collapse"))
+                        if v not in (None, False, "last")]
+            if watching:
+                key, value, fix = watching[0]
+                raise ParameterError(f"{key}={value} watches a held-out slice of the training data, and the "
+                                     f"holdout is 0: give a holdout (e.g. holdout=200) or ask for {fix}")
+        self.data = subset(full, train_idx, full.split) if len(held_idx) else full
         torch.manual_seed(o.seed)
         net, self.name, self.cfg = _resolve_model(model, o.model_config)
         self.net = net.to(self.dev)
         check_fits(self.net, self.data, self.dev, self.name)  # shapes and labels, before any step
         self.runner: Any = distributed.DistributedModel(self.net, self.dev) if self.world > 1 else self.net
-        self.dfn = _resolve_defense(o.defense, o.defense_params)
         self.opt = make_optimizer(o.optimizer, self.net.parameters(), o.lr, o.momentum, o.weight_decay)
         self.n = len(self.data)
         self.per_epoch = math.ceil(self.n / o.batch_size)
         self.total = self.per_epoch * o.epochs
+        self.sched = make_scheduler(self.opt, o.schedule, self.total, round(o.warmup_epochs * self.per_epoch))
         threat = _threat(o.threat, self.dfn, self.data)
+        self.monitor = Monitor.build(subset(full, held_idx, "holdout"), self.dfn.monitor(), threat) \
+            if len(held_idx) else None
         args = {"epochs": o.epochs, "batch_size": o.batch_size, "optimizer": o.optimizer, "lr": o.lr,
-                "momentum": o.momentum, "weight_decay": o.weight_decay, "schedule": o.schedule, "seed": o.seed,
-                "examples": self.n, "checkpoint_every": o.checkpoint_every, "world_size": self.world, "amp": o.amp}
+                "momentum": o.momentum, "weight_decay": o.weight_decay, "schedule": o.schedule,
+                "warmup_epochs": o.warmup_epochs, "augment": o.augment, "holdout": o.holdout, "keep": o.keep,
+                "stop_on_collapse": o.stop_on_collapse, "seed": o.seed, "examples": self.n,
+                "checkpoint_every": o.checkpoint_every, "world_size": self.world, "amp": o.amp}
         self.meta = {"format": FORMAT, **describe_model(self.net), "model": self.name, "model_config": self.cfg,
                      "dataset": o.dataset_name or self.data.name, "defense": self.dfn.name or type(self.dfn).__name__,
                      "defense_params": dict(self.dfn.params or {}),
-                     "threat_model": threat.to_dict() if threat is not None else None, "train_args": args}
+                     "threat_model": threat.to_dict() if threat is not None else None, "train_args": args,
+                     "monitor": None if self.monitor is None or self.monitor.spec is None
+                     else {"attack": self.monitor.spec.name, "params": dict(self.monitor.spec.attack.params)}}
         self.path = Path(o.out) if o.out is not None else None
         self.step = self.epoch = self.batch = 0
         self.history: list[dict[str, float]] = []
         self.sums: dict[str, float] = {}
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.stopped: str | None = None
         self.dfn.setup(self.net, self.data, {
             "device": self.dev, "seed": o.seed, "epochs": o.epochs, "steps_per_epoch": self.per_epoch,
             "total_steps": self.total, "threat": threat, "batch_size": o.batch_size, "rank": self.rank,
             "world_size": self.world})
+
+    def keeps_best(self) -> bool:
+        """Whether the final checkpoint holds the best epoch rather than the last."""
+        return self.opts.keep == "best" or self.stopped is not None
 
     def restore(self) -> None:
         """Continue from ``out`` when asked to and it exists (same settings, else refused)."""
@@ -426,10 +518,9 @@ class _Training:
         if not (o.resume and self.path is not None and self.path.exists()):
             return
         expect = {"model": self.name, "model_config": self.cfg, "defense": self.meta["defense"],
-                  "defense_params": self.meta["defense_params"], "seed": o.seed, "batch_size": o.batch_size,
-                  "examples": self.n, "optimizer": o.optimizer, "lr": o.lr, "momentum": o.momentum,
-                  "weight_decay": o.weight_decay, "schedule": o.schedule}
-        meta = _restore(self.path, self.net, self.opt, self.dfn, expect)
+                  "defense_params": self.meta["defense_params"], "seed": o.seed, "examples": self.n,
+                  **{k: getattr(o, k) for k in RECIPE_KEYS if k not in ("epochs", "keep", "stop_on_collapse")}}
+        meta = _restore(self.path, self, expect)
         try:
             self.step, self.epoch, self.batch = int(meta["step"]), int(meta["epoch"]), int(meta["batch"])
         except (KeyError, TypeError, ValueError):
@@ -437,20 +528,36 @@ class _Training:
                                   f"is missing or damaged; pass another --out or drop --resume") from None
         self.history = list(meta.get("history") or [])
         self.sums = dict(meta.get("epoch_sums") or {})
+        self.stopped = meta.get("stopped")
 
-    def checkpoint(self) -> None:
-        """Write the resumable checkpoint (rank 0 only)."""
+    def checkpoint(self, final: bool = False) -> None:
+        """Write the resumable checkpoint (rank 0 only); ``final`` applies ``keep``."""
         if self.path is None or self.rank != 0:
             return
-        o = self.opts
-        _save(self.path, self.net, self.opt, self.dfn, {
+        _save(self.path, self, {
             **self.meta, "step": self.step, "epoch": self.epoch, "batch": self.batch,
             "steps_per_epoch": self.per_epoch, "history": self.history, "epoch_sums": self.sums,
-            "scheduler": {"name": o.schedule, "base_lr": o.lr, "total_steps": self.total,
-                          "last_lr": lr_at(o.schedule, o.lr, max(self.step - 1, 0), self.total)}})
+            "recipe": self.opts.recipe(), "kept_epoch": self.kept_epoch() if final else None,
+            "stopped": self.stopped,
+            "scheduler": {"name": self.opts.schedule, "base_lr": self.opts.lr, "total_steps": self.total,
+                          "last_lr": self.sched.get_last_lr()[0]}}, final=final)
+
+    def kept_epoch(self) -> int | None:
+        """The epoch whose weights the final checkpoint holds when it is not the last one."""
+        return best_epoch(self.history) if self.keeps_best() else None
+
+    def watch(self) -> None:
+        """After an epoch: measure the holdout, remember the best weights, look for a collapse."""
+        if self.monitor is None:
+            return
+        self.history[-1].update(self.monitor.measure(self.net, self.dev))
+        if best_epoch(self.history) == self.history[-1]["epoch"]:
+            self.best_state = {k: v.detach().clone() for k, v in architecture_state(self.net).items()}
+        if self.opts.stop_on_collapse:
+            self.stopped = collapse(self.history)
 
     def run_epoch(self) -> bool:
-        """Train the rest of the current epoch; False when ``max_steps`` stopped it."""
+        """Train the rest of the current epoch; False when ``max_steps`` or a collapse stopped it."""
         o = self.opts
         order = epoch_order(self.n, o.seed, self.epoch)
         while self.batch < self.per_epoch:
@@ -459,23 +566,29 @@ class _Training:
             idx = order[self.batch * o.batch_size:(self.batch + 1) * o.batch_size]
             mine = distributed.shard(idx, self.rank, self.world)
             x, y = self.data.x[mine].to(self.dev), self.data.y[mine].to(self.dev)
-            for group in self.opt.param_groups:
-                group["lr"] = lr_at(o.schedule, o.lr, self.step, self.total)
+            if o.augment == "shift":  # offsets drawn for the global minibatch, this rank's shard kept
+                where = distributed.shard(offsets(len(idx), o.seed, self.step), self.rank, self.world)
+                x = shift(x, where, float(self.data.bounds[0]))
             loss, stats = train_step(self.runner, self.dfn, self.opt, x, y, self.step,
                                      scale=self.world * len(mine) / len(idx), amp=o.amp)
+            self.sched.step()
             self.step += 1
             self.batch += 1
             add_to_epoch(self.sums, len(idx), {"loss": loss, **stats})
-            if self.rank == 0:  # the epoch's means so far: at its end, the numbers its history entry holds
+            if self.rank == 0 and self.batch < self.per_epoch:  # the epoch's means so far
                 seen = self.sums["examples"]
                 emit(o.progress, f"epoch {self.epoch + 1}", self.batch, self.per_epoch,
                      **{k: v / seen for k, v in self.sums.items() if k != "examples"})
             if o.checkpoint_every is not None and self.step % o.checkpoint_every == 0:
                 self.checkpoint()
         close_epoch(self.history, self.sums, self.epoch, self.step)
+        self.watch()
+        if self.rank == 0:  # the epoch's last event carries its history entry
+            emit(o.progress, f"epoch {self.epoch + 1}", self.per_epoch, self.per_epoch,
+                 **{k: v for k, v in self.history[-1].items() if k not in ("epoch", "steps")})
         self.epoch += 1
         self.batch = 0
-        return True
+        return self.stopped is None
 
     def result(self) -> TrainResult:
         """The :class:`TrainResult` (after the final checkpoint)."""
@@ -483,9 +596,13 @@ class _Training:
             final = self.sums["loss"] / self.sums["examples"]
         else:
             final = self.history[-1]["loss"] if self.history else float("nan")
+        kept = self.kept_epoch()
+        if self.keeps_best() and self.best_state is not None:
+            load_weights(self.net, self.best_state, "the best epoch's weights")
         self.net.eval()
         return TrainResult(steps=self.step, epochs=self.epoch, final_loss=final, history=self.history,
-                           path=str(self.path) if self.path is not None else None, model=self.net)
+                           path=str(self.path) if self.path is not None else None, model=self.net,
+                           kept_epoch=kept, stopped=self.stopped, recipe=self.opts.recipe())
 
 
 def train(model: nn.Module | str, data: LabeledData | str, **options: Any) -> TrainResult:
@@ -498,15 +615,16 @@ def train(model: nn.Module | str, data: LabeledData | str, **options: Any) -> Tr
         data: a :class:`LabeledData` or a data-set name (its ``train`` split is read,
             from ``data_dir`` where the data set needs one).
         **options: the settings of :class:`TrainOptions` (``defense``, ``epochs``,
-            ``batch_size``, ``optimizer``, ``lr``, ``seed``, ``out``, ``resume``, ...);
-            an unknown one is an error.
+            ``batch_size``, ``optimizer``, ``lr``, ``schedule``, ``holdout``, ``keep``,
+            ``seed``, ``out``, ``resume``, ...); an unknown one is an error. Recipe
+            settings left out come from the defense's recipe (:attr:`Defense.recipe`).
 
     Inside a process group (see :mod:`advframe.distributed`) training is data-parallel:
     ``batch_size`` is the GLOBAL minibatch, split across ranks; the result equals the
     one-process run up to float rounding.
 
     Returns:
-        A :class:`TrainResult`.
+        A :class:`TrainResult`; ``stopped`` says when a collapse ended the run early.
 
     Raises:
         ParameterError: for a bad argument.
@@ -515,8 +633,9 @@ def train(model: nn.Module | str, data: LabeledData | str, **options: Any) -> Tr
     """
     run = _Training(model, data, TrainOptions.of(options))
     run.restore()
-    while run.epoch < run.opts.epochs and run.run_epoch():
+    while run.epoch < run.opts.epochs and run.stopped is None and run.run_epoch():
         pass
-    run.checkpoint()
+    finished = run.epoch >= run.opts.epochs or run.stopped is not None
+    run.checkpoint(final=finished)
     distributed.barrier()  # the final checkpoint exists for every rank when train() returns
     return run.result()

@@ -19,7 +19,8 @@ mkdir -p "$out"
 base=(--model d1_cnn --dataset mnist5k --epochs "$epochs" --batch-size 64 --checkpoint-every 63 --resume
       --no-progress --device cpu)
 common=("${base[@]}" --optimizer sgd --lr 0.01 --momentum 0.9 --weight-decay 0.001)
-pgd=(--param eps=0.3 --param steps=10 --param step_size=0.075 --param ramp_steps=315)
+pgd=(--param eps=0.3 --param steps=10 --param step_size=0.075 --param ramp_epochs=5 --schedule none --holdout 0
+     --keep last)
 adv=(--param width=8 --param eps=0.3)
 for seed in 0 1; do
   advframe train "${common[@]}" --seed "$seed" --out "$out/standard_s$seed.safetensors"

@@ -15,5 +15,6 @@ advframe eval --attack cw_l2 --attack deepfool --norm l2 --eps 1 --eps 2 \
     --param cw_l2.binary_search_steps=3 --param cw_l2.max_iterations=100 \
     --limit 256 --no-progress --output "$out/l2_256.json" > /dev/null
 advframe train --defense mixed_batch --epochs 1 --no-progress --out "$out/mixed_batch_1.safetensors" > /dev/null
-advframe train --defense pgd_at --epochs 1 --param steps=10 --no-progress --out "$out/pgd_at_1.safetensors" > /dev/null
+advframe train --defense pgd_at --epochs 1 --param steps=10 --param step_size=0.01 --param ramp_epochs=0 \
+  --optimizer sgd --lr 0.05 --schedule none --holdout 0 --keep last --no-progress --out "$out/pgd_at_1.safetensors" > /dev/null
 echo "snapshot written to $out"

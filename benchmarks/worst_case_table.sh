@@ -19,7 +19,8 @@ linf=(--norm linf --eps 0.1 --eps 0.2 --eps 0.3)
 l2=(--norm l2 --eps 2.0)
 # the pgd_at model of docs/defenses-measured.md
 [ -f "$out/pgd_at.safetensors" ] || advframe train --model mnist_cnn --dataset mnist5k --defense pgd_at \
-    --param steps=10 --param step_size=0.075 --epochs 8 --batch-size 64 --optimizer adam --lr 0.001 --seed 0 \
+    --param steps=10 --param step_size=0.075 --param ramp_epochs=0 --epochs 8 --batch-size 64 --optimizer adam --lr 0.001 \
+    --schedule none --holdout 0 --keep last --seed 0 \
     --out "$out/pgd_at.safetensors" --no-progress
 for pair in std:mnist_cnn_standard mixed:mnist_cnn_mixed_step_ll "pgdat:$out/pgd_at.safetensors"; do
   tag=${pair%%:*}; model=${pair#*:}

@@ -108,7 +108,7 @@ def test_truncated_half_normal_matches_its_distribution():
 
 def test_pgd_at_trains_on_pgd_points_inside_the_ball():
     model, x, y, data = problem()
-    d = advframe.get_defense("pgd_at", eps=0.1, steps=5, step_size=0.05)
+    d = advframe.get_defense("pgd_at", eps=0.1, steps=5, step_size=0.05, ramp_epochs=0)
     d.setup(model, data, {"seed": 3})
     loss, stats = d.training_loss(model, x, y, 4)
     x_adv = d.adversary(4).attack(model, x, y, d.threat)  # the same seeded adversary
@@ -123,8 +123,8 @@ def test_pgd_at_trains_on_pgd_points_inside_the_ball():
 
 def test_pgd_at_eps_warm_up_grows_linearly_to_eps():
     model, x, y, data = problem()
-    d = advframe.get_defense("pgd_at", eps=0.2, steps=4, step_size=0.1, ramp_steps=4, random_start=False)
-    d.setup(model, data, {"seed": 3})
+    d = advframe.get_defense("pgd_at", eps=0.2, steps=4, step_size=0.1, ramp_epochs=2.0, random_start=False)
+    d.setup(model, data, {"seed": 3, "steps_per_epoch": 2})  # a warm-up of 2 epochs of 2 steps
     assert [d.ramp(s) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     for step, radius in ((0, 0.05), (1, 0.1), (5, 0.2)):
         loss, _ = d.training_loss(model, x, y, step)
@@ -133,8 +133,8 @@ def test_pgd_at_eps_warm_up_grows_linearly_to_eps():
         assert float((x_adv - x).abs().max()) == pytest.approx(radius, abs=1e-6)
         with torch.no_grad():
             assert float(loss.detach()) == pytest.approx(float(F.cross_entropy(model(x_adv), y)), rel=1e-6)
-    with pytest.raises(ParameterError, match="ramp_steps=-1"):
-        advframe.get_defense("pgd_at", ramp_steps=-1)
+    with pytest.raises(ParameterError, match="ramp_epochs=-1"):
+        advframe.get_defense("pgd_at", ramp_epochs=-1)
 
 
 def test_ensemble_at_uses_static_source_and_formula(tmp_path):

@@ -12,7 +12,8 @@ import advframe
 from advframe.checkpoint import load_checkpoint
 from advframe.dataset import LabeledData
 from advframe.errors import CheckpointError, ParameterError
-from advframe.training import epoch_order, flatten_optimizer, lr_at, train, unflatten_optimizer
+from advframe.schedules import make_scheduler
+from advframe.training import epoch_order, flatten_optimizer, train, unflatten_optimizer
 
 pytest.importorskip("advframe_zoo")
 
@@ -189,12 +190,34 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["atomic.safetensors"]  # no temporary left
 
 
+def rates(schedule: str, total: int, warmup: int = 0, lr: float = 0.1) -> list[float]:
+    """The learning rate of each optimiser step of a run, as the training loop steps the scheduler."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = make_scheduler(opt, schedule, total, warmup)
+    out = []
+    for _ in range(total):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
 def test_schedules_and_epoch_order():
-    assert lr_at("none", 0.1, 50, 100) == 0.1
-    assert lr_at("cosine", 0.1, 0, 100) == pytest.approx(0.1)
-    assert lr_at("cosine", 0.1, 50, 100) == pytest.approx(0.05)
-    assert lr_at("cosine", 0.1, 100, 100) == pytest.approx(0.0, abs=1e-12)
-    assert [lr_at("step", 1.0, s, 100) for s in (0, 49, 50, 75)] == [1.0, 1.0, 0.1, 0.01]
+    assert rates("none", 100) == [0.1] * 100
+    cos = rates("cosine", 100)
+    assert cos[0] == pytest.approx(0.1) and cos[50] == pytest.approx(0.05)
+    assert cos[99] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 99 / 100)))
+    step = rates("step", 100, lr=1.0)
+    assert [step[s] for s in (0, 49, 50, 74, 75, 99)] == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
+    warm = rates("cosine", 110, warmup=10)  # linear rise over 10 steps, then cosine over the other 100
+    assert warm[:10] == pytest.approx([0.1 * (i + 1) / 10 for i in range(10)])
+    assert warm[10:] == pytest.approx(cos)
+    one = rates("onecycle", 100)  # Fast-AT's triangle: up to the base rate half-way, then down to ~0
+    peak = max(range(100), key=lambda i: one[i])
+    assert 48 <= peak <= 50 and one[peak] == pytest.approx(0.1)
+    assert one[0] < 0.01 and one[-1] < 1e-4
+    assert all(a <= b for a, b in zip(one[:peak], one[1:peak + 1]))
+    assert all(a >= b for a, b in zip(one[peak:], one[peak + 1:]))
     a, b = epoch_order(50, 0, 0), epoch_order(50, 0, 1)
     assert torch.equal(a, epoch_order(50, 0, 0)) and not torch.equal(a, b)
     assert sorted(a.tolist()) == list(range(50))

@@ -26,13 +26,18 @@ def train_command(
     arch: ArchOption = None,
     normalize: NormalizeOption = None,
     limit: Annotated[Optional[int], typer.Option(help="Train on only the first N examples of the training split (prefixes of the shipped splits are class-balanced).")] = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the training split.")] = 5,
-    batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 64,
-    optimizer: Annotated[str, typer.Option(help="sgd, adam or rmsprop.")] = "sgd",
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.05,
-    momentum: Annotated[float, typer.Option(help="Momentum (sgd, rmsprop).")] = 0.9,
-    weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
-    schedule: Annotated[str, typer.Option(help="LR schedule: none, cosine or step.")] = "none",
+    epochs: Annotated[Optional[int], typer.Option(help="Passes over the training split (default: the defense's recipe, else 5).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Minibatch size (default: the defense's recipe, else 64).")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="sgd, adam or rmsprop (default: the defense's recipe, else sgd).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the defense's recipe, else 0.05).")] = None,
+    momentum: Annotated[Optional[float], typer.Option(help="Momentum of sgd and rmsprop (default: the recipe's, else 0.9).")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (default: the recipe's, else 0).")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="LR schedule: none, step, cosine or onecycle (default: the recipe's, else none).")] = None,
+    warmup_epochs: Annotated[Optional[float], typer.Option(help="Epochs of linear LR warm-up (default: the recipe's, else 0).")] = None,
+    augment: Annotated[Optional[str], typer.Option(help="Training-data augmentation: none or shift (random translations of up to 2 pixels) (default: the recipe's, else none).")] = None,
+    holdout: Annotated[Optional[int], typer.Option(help="Training examples set aside (class-balanced) whose clean and robust accuracy is measured every epoch (default: the recipe's, else 0).")] = None,
+    keep: Annotated[Optional[str], typer.Option(help="Checkpoint the 'last' epoch or the 'best' held-out robust epoch (default: the recipe's, else last).")] = None,
+    stop_on_collapse: Annotated[Optional[bool], typer.Option("--stop-on-collapse/--no-stop-on-collapse", help="Stop, keeping the best epoch, when held-out robust accuracy collapses while clean accuracy rises (default: the recipe's; on for one-step defenses).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, shuffling and the defense.")] = 0,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Also write the checkpoint every N steps.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from --out if it exists.")] = False,
@@ -80,15 +85,19 @@ def train_command(
         result = advframe.train(net, data, model_config=model_config, defense=defense,
                                 defense_params=defense_params, epochs=epochs,
                                 batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
-                                weight_decay=weight_decay, schedule=schedule, seed=seed, out=out,
+                                weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, augment=augment,
+                                holdout=holdout, keep=keep, stop_on_collapse=stop_on_collapse, seed=seed, out=out,
                                 checkpoint_every=checkpoint_every, resume=resume, device=dev, progress=cb,
                                 dataset_name=dataset, amp=amp)
     distributed.shutdown()
     if rank != 0:
         return
+    if result.stopped:
+        render.console.print(f"stopped: {result.stopped}; kept epoch {result.kept_epoch}")
+    kept = f", kept epoch {result.kept_epoch} (best held-out robust accuracy)" \
+        if result.kept_epoch is not None and not result.stopped else ""
     render.console.print(f"trained {arch or model} with {defense}: {result.steps} steps, mean loss "
-                         f"{result.final_loss:.4g} over the last epoch; checkpoint written to {out}")
-
+                         f"{result.final_loss:.4g} over the last epoch{kept}; checkpoint written to {out}")
 
 def _build(model: str, config: dict) -> object:
     """The model named by --model with --model-param keywords; a keyword it does not take is a usage error."""

@@ -19,9 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from advframe import plugins
+from advframe import distributed, plugins
+from advframe.defense import Defense
 from advframe.distributed import unwrap  # noqa: F401  (re-exported for the defenses here)
-from advframe.engine import AttackSpec
+from advframe.engine import AttackSpec, craft_audited
 from advframe.errors import ParameterError
 from advframe.model import Model
 from advframe.params import check_range  # noqa: F401  (re-exported for the defenses here)
@@ -124,3 +125,57 @@ def accuracy(outputs: torch.Tensor, y: torch.Tensor, model: Model) -> float:
         return float("nan")
     with torch.no_grad():
         return float((model.predict(outputs.detach()) == y).float().mean())
+
+
+#: PGD steps of the attack that measures held-out robustness after each epoch (step 2.5·ε/10).
+MONITOR_STEPS = 10
+
+
+class AdversarialDefense(Defense):
+    """Base of the defenses that train on points an attack crafts in a ball of radius ``eps``.
+
+    It declares the threat model from the ``eps`` (and ``norm``) parameters, watches
+    held-out robustness with a seeded PGD of :data:`MONITOR_STEPS` steps of 2.5·ε/10
+    (random start), and grows ε linearly over the first ``ramp_epochs`` epochs when it
+    has that parameter (:meth:`ramp`): the ε warm-up of the recipes.
+    """
+
+    def threat_model(self, bounds: tuple[float, float]) -> ThreatModel:
+        return ThreatModel(norm=self.params.get("norm", "linf"), eps=float(self.eps), bounds=bounds)
+
+    def monitor(self) -> tuple[str, dict[str, Any]]:
+        return "pgd", {"steps": MONITOR_STEPS, "random_start": True, "seed": 0}
+
+    def setup(self, model: Model, data: Any, context: dict[str, Any]) -> None:
+        self.bounds = data_bounds(data)
+        self.seed = int(context.get("seed", 0))
+        self.threat = context.get("threat") or self.threat_model(self.bounds)
+        per_epoch = int(context.get("steps_per_epoch", 1) or 1)
+        self.ramp_steps = int(round(float(self.params.get("ramp_epochs", 0.0)) * per_epoch))
+
+    def ramp(self, step: int) -> float:
+        """The fraction of ε used at training step ``step``: ``(step + 1) / ramp_steps``, 1 after the warm-up."""
+        ramp_steps = getattr(self, "ramp_steps", 0)
+        return 1.0 if ramp_steps <= 0 else min(1.0, (step + 1) / ramp_steps)
+
+    def step_seed(self, step: int) -> int:
+        """The seed of training step ``step``'s attack on this rank (a resume repeats it)."""
+        rank, world = distributed.rank_and_world()
+        return (self.seed * 1_000_003 + step * world + rank) % (2 ** 62)
+
+    def ramped_threat(self, step: int) -> ThreatModel:
+        """The threat model of training step ``step``: radius ε times :meth:`ramp`."""
+        return self.threat.with_eps(self.threat.eps * self.ramp(step))
+
+    def adversary(self, step: int) -> AttackSpec:
+        """The attack of training step ``step`` (defenses that craft with :meth:`craft` define it)."""
+        raise NotImplementedError(f"defense {self.name} does not define adversary()")
+
+    def craft(self, model: Model, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[Model, torch.Tensor]:
+        """The bare model and training step ``step``'s adversarial batch: :meth:`adversary`
+        at :meth:`ramped_threat`, crafted and audited by the engine with the model in eval mode."""
+        core = unwrap(model)
+        if not hasattr(self, "threat"):
+            self.setup(model, None, {})
+        with eval_mode(core):
+            return core, craft_audited(core, x, y, self.adversary(step), self.ramped_threat(step))

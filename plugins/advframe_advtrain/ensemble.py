@@ -8,19 +8,19 @@ from typing import Any
 import torch
 
 from advframe import distributed
-from advframe.defense import Defense
 from advframe.engine import craft_audited
 from advframe.errors import ParameterError
 from advframe.model import Model
 from advframe.threat import ThreatModel
-from advframe_advtrain._common import accuracy, attack_spec, check_range, data_bounds, eval_mode, unwrap
+from advframe_advtrain._common import (AdversarialDefense, accuracy, attack_spec, check_range, data_bounds,
+                                       eval_mode, unwrap)
 
 
 def _split_names(text: str) -> list[str]:
     return [s.strip() for s in str(text or "").split(",") if s.strip()]
 
 
-class EnsembleAdversarialTraining(Defense):
+class EnsembleAdversarialTraining(AdversarialDefense):
     """Training on clean data enlarged with adversarial examples of STATIC models.
 
     Tramèr et al. (2018) decouple the generation of adversarial examples from the model
@@ -49,6 +49,7 @@ class EnsembleAdversarialTraining(Defense):
     name = "ensemble_at"
     summary = "Ensemble adversarial training: clean + fgsm_pred/step_ll examples of static models (Tramer 2018)"
     defaults = {"sources": "", "attacks": "fgsm_pred,step_ll", "eps": 0.3, "lam": 1.0, "include_current": False}
+    recipe = {"stop_on_collapse": True}  # one-step training: watched whenever a holdout is given
 
     def validate(self) -> None:
         owner = f"defense '{self.name}'"

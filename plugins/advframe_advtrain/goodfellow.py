@@ -6,14 +6,14 @@ from typing import Any
 
 import torch
 
-from advframe.defense import Defense
 from advframe.engine import craft_audited
 from advframe.model import Model
 from advframe.threat import ThreatModel
-from advframe_advtrain._common import accuracy, attack_spec, check_range, data_bounds, eval_mode, unwrap
+from advframe_advtrain._common import (AdversarialDefense, accuracy, attack_spec, check_range, data_bounds,
+                                       eval_mode, unwrap)
 
 
-class FGSMAdversarialTraining(Defense):
+class FGSMAdversarialTraining(AdversarialDefense):
     """Goodfellow et al. (2015) adversarial objective.
 
     ``J̃(θ, x, y) = α·J(θ, x, y) + (1 − α)·J(θ, x + ε·sign(∇ₓJ(θ, x, y)), y)``
@@ -37,6 +37,7 @@ class FGSMAdversarialTraining(Defense):
     name = "fgsm_at"
     summary = "FGSM adversarial training: α·J(x) + (1-α)·J(x + ε·sign∇J) (Goodfellow 2015)"
     defaults = {"alpha": 0.5, "eps": 0.25}
+    recipe = {"stop_on_collapse": True}  # one-step training: watched whenever a holdout is given
     presets = {"goodfellow": {"alpha": 0.5, "eps": 0.25}, "kurakin_leak": {"alpha": 0.5, "eps": 0.3}}
 
     def validate(self) -> None:

@@ -7,16 +7,16 @@ from typing import Any
 import torch
 
 from advframe import distributed
-from advframe.defense import Defense
 from advframe.errors import ParameterError
 from advframe.model import Model
 from advframe.params import check_int
 from advframe.threat import ThreatModel
-from advframe_advtrain._common import (accuracy, attack_spec, check_range, data_bounds, eval_mode, is_one_step,
+from advframe_advtrain._common import (AdversarialDefense, accuracy, attack_spec, check_range, data_bounds,
+                                       eval_mode, is_one_step,
                                        one_step_per_example, step_generator, truncated_half_normal, unwrap)
 
 
-class MixedBatchAdversarialTraining(Defense):
+class MixedBatchAdversarialTraining(AdversarialDefense):
     """Kurakin et al. (2017) Algorithm 1 with the weighted loss of their §3.
 
     In each minibatch ``B = {X¹, …, Xᵐ}`` the first ``k`` examples are replaced by
@@ -56,6 +56,7 @@ class MixedBatchAdversarialTraining(Defense):
     name = "mixed_batch"
     summary = "Kurakin Algorithm 1: k of m examples one-step adversarial, loss weighted by λ (Kurakin 2017)"
     defaults = {"k": 16, "lam": 0.3, "attack": "step_ll", "sigma": 8 / 255, "eps_max": 16 / 255, "delay": 0}
+    recipe = {"stop_on_collapse": True}  # one-step training: watched whenever a holdout is given
     presets = {"imagenet": {"sigma": 8 / 255, "eps_max": 16 / 255},
                "mnist": {"sigma": 0.15, "eps_max": 0.3}}
 

@@ -7,16 +7,18 @@ from advframe_advtrain.ensemble import EnsembleAdversarialTraining
 from advframe_advtrain.goodfellow import FGSMAdversarialTraining
 from advframe_advtrain.kurakin import MixedBatchAdversarialTraining
 from advframe_advtrain.madry import PGDAdversarialTraining
+from advframe_advtrain.trades import TRADES
+from advframe_advtrain.wong import FastAdversarialTraining
 
 #: Plugins these defenses need: their attacks come from the gradient plugin.
 requires = ("gradient",)
 
 DEFENSES = (FGSMAdversarialTraining, MixedBatchAdversarialTraining, PGDAdversarialTraining,
-            EnsembleAdversarialTraining)
+            EnsembleAdversarialTraining, TRADES, FastAdversarialTraining)
 
 
 @advframe.hookimpl
 def register_defenses(register):
-    """Register fgsm_at, mixed_batch, pgd_at and ensemble_at."""
+    """Register fgsm_at, mixed_batch, pgd_at, ensemble_at, trades and fast_at."""
     for defense in DEFENSES:
         register(defense)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import advframe
 from advframe_gradient.iterative import IterBasic, IterLL
+from advframe_gradient.kl import PGDKL
 from advframe_gradient.momentum import MIM
 from advframe_gradient.noise import RandNormal, RandSign
 from advframe_gradient.one_step import FGSM, FastEntropy, FastGradL2, FastGradLinf, FGSMPred, StepLL, StepRnd
 from advframe_gradient.pgd import PGD
 
 ATTACKS = (FGSM, FGSMPred, StepLL, StepRnd, FastEntropy, FastGradL2, FastGradLinf, RandSign, RandNormal,
-           IterBasic, IterLL, PGD, MIM)
+           IterBasic, IterLL, PGD, MIM, PGDKL)
 
 
 #: The attacks of Kurakin et al. 2017's transfer tables (§4.4), the default of ``advframe transfer``.

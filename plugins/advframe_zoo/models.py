@@ -135,9 +135,21 @@ def mnist_cnn_mixed_step_ll() -> MnistCNN:
     return _shipped("mnist_cnn_mixed_step_ll.safetensors")
 
 
+def mnist_cnn_robust() -> MnistCNN:
+    """The shipped robust mnist_cnn: ``pgd_at`` (Madry et al. 2018) with its recipe on mnist5k.
+
+    Trained by the one ``advframe train`` command of docs/zoo.md; its checkpoint metadata
+    names the defense, the recipe and the held-out history of every epoch.
+    """
+    return _shipped("mnist_cnn_robust.safetensors")
+
+
 mnist_cnn_standard.name = "mnist_cnn_standard"  # type: ignore[attr-defined]
 mnist_cnn_standard.summary = (  # type: ignore[attr-defined]
     "the shipped mnist_cnn, standard-trained on mnist5k (embedded default)")
 mnist_cnn_mixed_step_ll.name = "mnist_cnn_mixed_step_ll"  # type: ignore[attr-defined]
 mnist_cnn_mixed_step_ll.summary = (  # type: ignore[attr-defined]
     "the shipped mnist_cnn, mixed-batch step_ll adversarially trained on mnist5k (Kurakin 2017)")
+mnist_cnn_robust.name = "mnist_cnn_robust"  # type: ignore[attr-defined]
+mnist_cnn_robust.summary = (  # type: ignore[attr-defined]
+    "the shipped mnist_cnn, pgd_at adversarially trained on mnist5k, robust at linf eps 0.3 (Madry 2018)")

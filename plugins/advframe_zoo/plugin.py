@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import advframe
 from advframe_zoo.datasets import CIFAR10, MNIST, FashionMNIST, MNIST5k
-from advframe_zoo.models import CifarCNN, MnistCNN, mnist_cnn_mixed_step_ll, mnist_cnn_standard
+from advframe_zoo.models import CifarCNN, MnistCNN, mnist_cnn_mixed_step_ll, mnist_cnn_robust, mnist_cnn_standard
 
 DATASETS = (MNIST5k, MNIST, FashionMNIST, CIFAR10)
-MODELS = (MnistCNN, CifarCNN, mnist_cnn_standard, mnist_cnn_mixed_step_ll)
+MODELS = (MnistCNN, CifarCNN, mnist_cnn_standard, mnist_cnn_mixed_step_ll, mnist_cnn_robust)
 
 
 @advframe.hookimpl
@@ -19,7 +19,7 @@ def register_datasets(register):
 
 @advframe.hookimpl
 def register_models(register):
-    """Register the small CNNs and the shipped standard-trained MNIST model.
+    """Register the small CNNs and the shipped MNIST models (standard, mixed-batch, robust).
 
     The embedded default: ``mnist_cnn_standard`` (shipped weights) is the model
     ``advframe eval`` uses when none is named, ``mnist_cnn`` the architecture
