@@ -449,6 +449,15 @@ def _restore(path: Path, run: "_Training", expect: dict[str, Any]) -> dict[str, 
     return meta
 
 
+def _refuse_watching_nothing(keep: str, stop_on_collapse: bool | None) -> None:
+    """Refuse ``keep=best`` or an explicit ``stop_on_collapse`` when no holdout is watched."""
+    for asked, fix in ((keep == "best" and "keep=best", "keep=last"),
+                       (stop_on_collapse and "stop_on_collapse=True", "no stop_on_collapse")):
+        if asked:
+            raise ParameterError(f"{asked} watches a held-out slice of the training data, and the holdout is 0: "
+                                 f"give a holdout (e.g. holdout=200) or ask for {fix}")
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -465,13 +474,7 @@ class _Training:
             raise ParameterError(f"data set '{full.name}' has no training examples")
         train_idx, held_idx = holdout_split(full, int(o.holdout))
         if not len(held_idx):  # a recipe's stop_on_collapse without a holdout has nothing to watch: inert
-            watching = [(k, v, fix) for k, v, fix in (("keep", o.keep, "keep=last"),
-                                                      ("stop_on_collapse", opts.stop_on_collapse, "no stop_on_collapse"))
-                        if v not in (None, False, "last")]
-            if watching:
-                key, value, fix = watching[0]
-                raise ParameterError(f"{key}={value} watches a held-out slice of the training data, and the "
-                                     f"holdout is 0: give a holdout (e.g. holdout=200) or ask for {fix}")
+            _refuse_watching_nothing(o.keep, opts.stop_on_collapse)
         self.data = subset(full, train_idx, full.split) if len(held_idx) else full
         torch.manual_seed(o.seed)
         net, self.name, self.cfg = _resolve_model(model, o.model_config)
@@ -486,11 +489,8 @@ class _Training:
         threat = _threat(o.threat, self.dfn, self.data)
         self.monitor = Monitor.build(subset(full, held_idx, "holdout"), self.dfn.monitor(), threat) \
             if len(held_idx) else None
-        args = {"epochs": o.epochs, "batch_size": o.batch_size, "optimizer": o.optimizer, "lr": o.lr,
-                "momentum": o.momentum, "weight_decay": o.weight_decay, "schedule": o.schedule,
-                "warmup_epochs": o.warmup_epochs, "augment": o.augment, "holdout": o.holdout, "keep": o.keep,
-                "stop_on_collapse": o.stop_on_collapse, "seed": o.seed, "examples": self.n,
-                "checkpoint_every": o.checkpoint_every, "world_size": self.world, "amp": o.amp}
+        args = {**o.recipe(), "seed": o.seed, "examples": self.n, "checkpoint_every": o.checkpoint_every,
+                "world_size": self.world, "amp": o.amp}
         self.meta = {"format": FORMAT, **describe_model(self.net), "model": self.name, "model_config": self.cfg,
                      "dataset": o.dataset_name or self.data.name, "defense": self.dfn.name or type(self.dfn).__name__,
                      "defense_params": dict(self.dfn.params or {}),

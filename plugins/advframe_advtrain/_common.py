@@ -12,7 +12,7 @@ values of the whole global minibatch and keeps its own strided shard
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -167,15 +167,12 @@ class AdversarialDefense(Defense):
         """The threat model of training step ``step``: radius ε times :meth:`ramp`."""
         return self.threat.with_eps(self.threat.eps * self.ramp(step))
 
-    def adversary(self, step: int) -> AttackSpec:
-        """The attack of training step ``step`` (defenses that craft with :meth:`craft` define it)."""
-        raise NotImplementedError(f"defense {self.name} does not define adversary()")
-
-    def craft(self, model: Model, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[Model, torch.Tensor]:
-        """The bare model and training step ``step``'s adversarial batch: :meth:`adversary`
-        at :meth:`ramped_threat`, crafted and audited by the engine with the model in eval mode."""
+    def craft(self, model: Model, x: torch.Tensor, y: torch.Tensor, adversary: Callable[[int], AttackSpec],
+              step: int) -> tuple[Model, torch.Tensor]:
+        """The bare model and training step ``step``'s adversarial batch: ``adversary(step)`` at
+        :meth:`ramped_threat`, crafted and audited by the engine with the model in eval mode."""
         core = unwrap(model)
         if not hasattr(self, "threat"):
             self.setup(model, None, {})
         with eval_mode(core):
-            return core, craft_audited(core, x, y, self.adversary(step), self.ramped_threat(step))
+            return core, craft_audited(core, x, y, adversary(step), self.ramped_threat(step))

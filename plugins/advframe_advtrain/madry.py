@@ -61,7 +61,7 @@ class PGDAdversarialTraining(AdversarialDefense):
 
     def training_loss(self, model: Model, x: torch.Tensor, y: torch.Tensor, step: int
                       ) -> tuple[torch.Tensor, dict[str, float]]:
-        core, x_adv = self.craft(model, x, y, step)
+        core, x_adv = self.craft(model, x, y, self.adversary, step)
         with eval_mode(core), torch.no_grad():
             clean_acc = accuracy(core(x), y, core)
         outputs = model(x_adv)

@@ -58,7 +58,7 @@ class TRADES(AdversarialDefense):
 
     def training_loss(self, model: Model, x: torch.Tensor, y: torch.Tensor, step: int
                       ) -> tuple[torch.Tensor, dict[str, float]]:
-        core, x_adv = self.craft(model, x, y, step)
+        core, x_adv = self.craft(model, x, y, self.adversary, step)
         n = x.shape[0]
         outputs = model(torch.cat([x, x_adv]))
         natural = core.loss(outputs[:n], y)

@@ -52,7 +52,7 @@ class FastAdversarialTraining(AdversarialDefense):
 
     def training_loss(self, model: Model, x: torch.Tensor, y: torch.Tensor, step: int
                       ) -> tuple[torch.Tensor, dict[str, float]]:
-        core, x_adv = self.craft(model, x, y, step)
+        core, x_adv = self.craft(model, x, y, self.adversary, step)
         outputs = model(x_adv)
         loss = core.loss(outputs, y).mean()
         return loss, {"adv_acc": accuracy(outputs, y, core)}
