@@ -93,6 +93,10 @@ class Attack(Configurable):
       ``noise_baseline`` (random noise, not a white-box attack), ``unbounded_probe``
       (a budget-free attack that must reach 0 % accuracy as eps grows) and
       ``black_box`` (uses no gradient).
+    * ``eps_free_direction``: a one-step attack whose public ``direction(model, x, y,
+      target)`` (one gradient) does not depend on eps, so that ``project(x + eps·d)`` is
+      its example at any eps; mixed-batch adversarial training reads it to give each
+      example its own eps from one gradient.
 
     The entry point is :meth:`grid` (after foolbox 3's ``FixedEpsilonAttack.__call__``):
     adversarial examples for every threat model of an eps grid, with their cost. By
@@ -115,6 +119,7 @@ class Attack(Configurable):
     noise_baseline: ClassVar[bool] = False
     unbounded_probe: ClassVar[bool] = False
     black_box: ClassVar[bool] = False
+    eps_free_direction: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

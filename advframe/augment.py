@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from advframe.errors import ParameterError
+from advframe.ops import derive_seed
 
 AUGMENTS = ("none", "shift")
 
@@ -33,7 +34,7 @@ def check_augment(augment: str) -> None:
 
 def offsets(n: int, seed: int, step: int) -> torch.Tensor:
     """``(n, 2)`` offsets in ``[0, 2·SHIFT]`` (row, column) of minibatch ``step``'s ``n`` examples."""
-    g = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step) * 7_919 + 17) % (2 ** 63))
+    g = torch.Generator().manual_seed(derive_seed(seed, "augment", step))
     return torch.randint(0, 2 * SHIFT + 1, (n, 2), generator=g)
 
 

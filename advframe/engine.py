@@ -6,8 +6,8 @@ model, one batch, one attack and an eps grid it yields one :class:`Record` per e
 holding the adversarial batch, its audit against the threat model, the passes and
 queries the attack spent, the seconds and the seed used. The engine owns:
 
-* **seeding**: one formula, :func:`attack_seed`, by batch position, attack index and
-  eps index, so results do not depend on how batches are spread over processes;
+* **seeding**: :func:`attack_seed`, :func:`~advframe.ops.derive_seed` of the batch
+  position, attack index and eps index, so results do not depend on how batches are spread over processes;
 * **grid sharing**: it calls the attack's :meth:`~advframe.attack.Attack.grid`, which
   shares work over the grid when the attack says it can, and books shared costs as
   equal shares;
@@ -30,6 +30,7 @@ import torch
 from advframe.attack import AttackProtocol, Crafted
 from advframe.errors import AdvframeError, ThreatViolation
 from advframe.model import Model
+from advframe.ops import derive_seed
 from advframe.threat import AuditReport, ThreatModel
 
 
@@ -39,7 +40,7 @@ def attack_seed(seed: int, start: int, attack_index: int, eps_index: int) -> int
     ``start`` is the batch's first example in the data, so a batch gets the same seed on
     any process and after a resume.
     """
-    return int(seed) * 1_000_003 + int(start) * 131 + int(attack_index) * 17 + int(eps_index)
+    return derive_seed(seed, start, attack_index, eps_index)
 
 
 @dataclass(frozen=True)
@@ -187,16 +188,16 @@ class Engine:
         except AdvframeError:
             raise
         except Exception as exc:  # a buggy or hostile attack must not end the run
-            return self._refuse_all([c.failed(f"attack {spec.label} raised {_raised(exc)}") for c in cells])
+            return self._raise_if_strict([c.failed(f"attack {spec.label} raised {_raised(exc)}") for c in cells])
         if not torch.equal(attacked, x) or not torch.equal(labels, y):
-            return self._refuse_all([c.failed(f"attack {spec.label} wrote into its input batch") for c in cells])
+            return self._raise_if_strict([c.failed(f"attack {spec.label} wrote into its input batch") for c in cells])
         if not isinstance(crafted, list) or len(crafted) != len(threats):
             got = len(crafted) if isinstance(crafted, list) else type(crafted).__name__
             why = f"attack {spec.label} returned {got} results for {len(threats)} threat models"
-            return self._refuse_all([c.failed(why) for c in cells])
-        return self._refuse_all([c.audited(out, x, spec) for c, out in zip(cells, crafted)])
+            return self._raise_if_strict([c.failed(why) for c in cells])
+        return self._raise_if_strict([c.audited(out, x, spec) for c, out in zip(cells, crafted)])
 
-    def _refuse_all(self, records: list[Record]) -> list[Record]:
+    def _raise_if_strict(self, records: list[Record]) -> list[Record]:
         if self.strict:
             for r in records:
                 if r.refusal is not None:
@@ -257,3 +258,60 @@ def craft_audited(model: Model, x: torch.Tensor, y: torch.Tensor, spec: AttackSp
     if record.x_adv is None:  # unreachable: strict mode raised for every refusal
         raise ThreatViolation(f"adversarial training: attack {spec.label} made no batch")
     return record.x_adv
+
+
+def craft_audited_per_example(model: Model, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec,
+                              threat: ThreatModel, eps: torch.Tensor) -> torch.Tensor:
+    """One audited adversarial batch with a radius per example (Kurakin et al. 2017's ε ~ |N(0, σ)|).
+
+    The radii are a grid: the engine crafts the attack at the threat model of radius
+    ``eps[i]`` for every ``i`` and audits each result like any other, and row ``i`` of the
+    answer is row ``i`` of the batch crafted at ``eps[i]``. An attack that shares its work
+    over a grid (a one-step attack: one gradient, its ε-free direction scaled to each
+    radius) pays for it once; memory grows with ``len(eps)`` batches of ``len(eps)`` rows.
+    The RNG is left to the caller, as in :func:`craft_audited`.
+
+    Args:
+        model: the attacked Model, in eval mode.
+        x: the clean batch.
+        y: its labels.
+        spec: the attack.
+        threat: the threat model whose radius is replaced per example.
+        eps: one radius per example of ``x``.
+
+    Returns:
+        The adversarial batch, every row audited against its own radius.
+
+    Raises:
+        ThreatViolation: when the attack's batch at any radius is refused.
+    """
+    if x.shape[0] == 0:
+        return x.detach()
+    radii = [float(e) for e in eps.detach().cpu().to(torch.float64)]
+    records = Engine([threat.with_eps(e) for e in radii], seed=None, strict=True,
+                     context="adversarial training: ").craft(model, x, y, spec)
+    return torch.stack([r.x_adv[i] for i, r in enumerate(records) if r.x_adv is not None])
+
+
+def audited_generated(x_adv: torch.Tensor, x: torch.Tensor, threat: ThreatModel, source: str) -> torch.Tensor:
+    """A batch a generator network made from ``x``, audited like an attack's, its graph kept.
+
+    Generator networks (the adversarial networks plugin) are trained through their
+    output, so it cannot be crafted by :meth:`Engine.craft`, which detaches. Their
+    ``perturb`` hands every batch here instead: it is audited against ``threat`` and
+    returned unchanged (still differentiable) when it may be used.
+
+    Args:
+        x_adv: the generated batch.
+        x: the clean batch it was made from.
+        threat: the threat model the generator promises.
+        source: what made it, for the refusal message.
+
+    Raises:
+        ThreatViolation: when an example leaves the ball or the bounds, or is not finite.
+    """
+    report = threat.audit(x_adv.detach(), x.detach())
+    if not report.ok:
+        refusal = Violation(source, threat.eps, 0, report.violations, report.max_excess)
+        raise ThreatViolation(refusal.describe())
+    return x_adv

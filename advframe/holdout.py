@@ -27,6 +27,7 @@ from advframe import plugins
 from advframe.dataset import LabeledData
 from advframe.engine import AttackSpec, craft_audited
 from advframe.errors import ParameterError
+from advframe.model import eval_mode
 from advframe.threat import ThreatModel
 
 #: A collapse: held-out robust accuracy at least this far (absolute) below its best ...
@@ -108,21 +109,16 @@ class Monitor:
 
         The global RNG is saved and restored around the measurement.
         """
-        was_training = model.training
-        model.eval()
         right = robust = 0
-        try:
-            with torch.random.fork_rng(devices=[]):
-                for _, x, y in self.data.batches(MONITOR_BATCH):
-                    x, y = x.to(device), y.to(device)
+        with eval_mode(model), torch.random.fork_rng(devices=[]):
+            for _, x, y in self.data.batches(MONITOR_BATCH):
+                x, y = x.to(device), y.to(device)
+                with torch.no_grad():
+                    right += int((model.predict(model(x)) == y).sum())
+                if self.spec is not None and self.threat is not None:
+                    x_adv = craft_audited(model, x, y, self.spec, self.threat)
                     with torch.no_grad():
-                        right += int((model.predict(model(x)) == y).sum())
-                    if self.spec is not None and self.threat is not None:
-                        x_adv = craft_audited(model, x, y, self.spec, self.threat)
-                        with torch.no_grad():
-                            robust += int((model.predict(model(x_adv)) == y).sum())
-        finally:
-            model.train(was_training)
+                        robust += int((model.predict(model(x_adv)) == y).sum())
         n = max(len(self.data), 1)
         out = {"holdout_clean": right / n}
         if self.spec is not None:

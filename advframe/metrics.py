@@ -49,12 +49,6 @@ class RunTally:
         for key, value in values.items():
             setattr(self, key, getattr(self, key) + value)
 
-    def merge(self, other: "RunTally") -> None:
-        """Add another tally (of a disjoint set of batches) into this one."""
-        for f in fields(self):
-            a, b = getattr(self, f.name), getattr(other, f.name)
-            setattr(self, f.name, max(a, b) if f.name in MAX_FIELDS else a + b)
-
     def to_state(self) -> dict[str, Any]:
         """JSON-serialisable state."""
         return asdict(self)

@@ -8,7 +8,8 @@ through the model's own training loss instead of a hard-coded cross-entropy.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -154,11 +155,29 @@ def _channel_values(what: str, values: Sequence[float] | float) -> list[float]:
     return out
 
 
+@contextmanager
+def eval_mode(model: Any) -> Iterator[Any]:
+    """``model`` in eval mode for the block, then back in the mode it was in.
+
+    Attacks, held-out measurements and shape probes run in eval mode, so that their
+    forward passes neither update batch-norm statistics nor draw dropout masks. An object
+    without ``training`` (a plain callable) is left alone.
+    """
+    was_training = getattr(model, "training", None)
+    if was_training is not None:
+        model.eval()
+    try:
+        yield model
+    finally:
+        if was_training is not None:
+            model.train(was_training)
+
+
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 """State-dict prefixes added by wrappers (WrappedClassifier, DataParallel/DDP, torch.compile)."""
 
 
-def unwrap(model: nn.Module) -> tuple[nn.Module, dict[str, list[float]] | None]:
+def network_and_normalization(model: nn.Module) -> tuple[nn.Module, dict[str, list[float]] | None]:
     """The architecture inside advframe's and torch's wrappers, and the normalisation around it.
 
     Peels :class:`WrappedClassifier`, :class:`Normalized`, ``DataParallel`` /
@@ -181,7 +200,7 @@ def unwrap(model: nn.Module) -> tuple[nn.Module, dict[str, list[float]] | None]:
 
 def architecture_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict of the architecture itself: keys never carry wrapper prefixes."""
-    return unwrap(model)[0].state_dict()
+    return network_and_normalization(model)[0].state_dict()
 
 
 def fit_state(state: dict[str, torch.Tensor], expected: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -210,9 +229,9 @@ def import_path(obj: Any) -> str | None:
 def model_config(model: nn.Module) -> tuple[str | None, dict[str, Any]]:
     """The registry name and constructor keywords a model was built with (or ``None, {}``).
 
-    Looks through wrappers (:func:`unwrap`).
+    Looks through wrappers (:func:`network_and_normalization`).
     """
-    for m in (model, unwrap(model)[0]):
+    for m in (model, network_and_normalization(model)[0]):
         if hasattr(m, "_advframe_name") or hasattr(m, "_advframe_config"):
             return getattr(m, "_advframe_name", None), dict(getattr(m, "_advframe_config", {}) or {})
     return None, {}
@@ -224,26 +243,27 @@ def model_arch(model: nn.Module) -> str | None:
     A model built from ``--arch`` remembers the path it was built from; otherwise the
     class of the network inside the wrappers.
     """
-    for m in (model, unwrap(model)[0]):
+    for m in (model, network_and_normalization(model)[0]):
         arch = getattr(m, "_advframe_arch", None)
         if isinstance(arch, str):
             return arch
-    return import_path(type(unwrap(model)[0]))
+    return import_path(type(network_and_normalization(model)[0]))
 
 
 def describe_model(model: nn.Module) -> dict[str, Any]:
     """The checkpoint metadata that rebuilds ``model``: ``model`` (registry name or None),
     ``model_config``, ``arch`` (import path or None) and ``normalize`` (or None)."""
     name, cfg = model_config(model)
-    return {"model": name, "model_config": cfg, "arch": model_arch(model), "normalize": unwrap(model)[1]}
+    return {"model": name, "model_config": cfg, "arch": model_arch(model),
+            "normalize": network_and_normalization(model)[1]}
 
 
 def model_label(model: nn.Module) -> str:
     """A readable name for results: ``stem (architecture)`` for a checkpoint, else the
     registry name, else the class name of the network inside the wrappers."""
-    for m in (model, unwrap(model)[0]):
+    for m in (model, network_and_normalization(model)[0]):
         label = getattr(m, "_advframe_label", None)
         if isinstance(label, str):
             return label
     name, _ = model_config(model)
-    return name or type(unwrap(model)[0]).__name__
+    return name or type(network_and_normalization(model)[0]).__name__

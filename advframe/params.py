@@ -58,9 +58,9 @@ MAX_COUNT = 1_000_000
 """Largest integer hyper-parameter (steps, restarts, queries, widths...): a count of 1e23
 steps is a typo that would run until killed, so it is refused before any work starts."""
 SEED_LIMIT = 2 ** 32
-"""Seeds are integers in ``[0, 2**32)``: the engine derives per-batch seeds as
-``seed * 1_000_003 + ...``, which ``torch.manual_seed`` accepts only below 2**64 (a seed
-of 1e20 used to fail after the clean pass). Parameters named ``seed`` or ``*_seed`` too."""
+"""Seeds are integers in ``[0, 2**32)``, checked before any work starts; every stream's
+seed is derived from one by :func:`advframe.ops.derive_seed`. Parameters named
+``seed`` or ``*_seed`` too."""
 
 
 def check_seed_value(seed: Any, what: str = "seed") -> int:
@@ -101,6 +101,31 @@ def check_int(owner: str, key: str, value: Any, minimum: int) -> None:
     """Raise :class:`ParameterError` unless ``value`` is an integer (not a bool) >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ParameterError(f"{owner}: parameter {key}={value!r} must be an integer >= {minimum}")
+
+
+def check_optional_int(owner: str, key: str, value: Any, minimum: int) -> None:
+    """:func:`check_int`, except that ``None`` (e.g. ``seed=None``: unseeded) passes.
+
+    Raises:
+        ParameterError: if ``value`` is neither ``None`` nor an integer >= ``minimum``.
+    """
+    if value is not None:
+        check_int(owner, key, value, minimum)
+
+
+def check_nonnegative(owner: str, **values: Any) -> None:
+    """Refuse any of ``values`` that is neither ``None`` nor a finite number >= 0.
+
+    Called as ``check_nonnegative(owner, step_size=self.step_size, ...)`` from ``validate``.
+
+    Raises:
+        ParameterError: naming the owner, the parameter and its value.
+    """
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ParameterError(f"{owner}: parameter {key}={value!r} must be a finite number >= 0")
 
 
 class Configurable:

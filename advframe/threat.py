@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 
 from advframe.errors import ThreatModelError
+from advframe.ops import flat_norm, project, rows
 
 Norm = Literal["linf", "l2"]
 NORMS: tuple[str, ...] = ("linf", "l2")
@@ -37,18 +38,6 @@ def parse_eps(text: str | float) -> float:
     if not math.isfinite(value) or value < 0:
         raise ThreatModelError(f"eps {text} is invalid: eps must be a finite number >= 0")
     return value
-
-
-def rows(t: torch.Tensor) -> torch.Tensor:
-    """A batch ``t`` as one row per example; unlike ``reshape(n, -1)``, also for an empty batch."""
-    return t.reshape(t.shape[0], math.prod(t.shape[1:]))
-
-
-def _flat_norm(d: torch.Tensor, norm: str) -> torch.Tensor:
-    flat = rows(d)
-    if norm == "linf":
-        return flat.abs().amax(dim=1) if flat.shape[1] else flat.new_zeros(d.shape[0])
-    return flat.norm(p=2, dim=1)
 
 
 @dataclass(frozen=True)
@@ -152,21 +141,11 @@ class ThreatModel:
 
         For linf this is the exact Euclidean projection onto ball ∩ box; for l2 the ball
         projection is followed by the box clamp, which never increases the distance to x
-        when x itself lies inside the box.
+        when x itself lies inside the box. This is :func:`advframe.ops.project` with this
+        threat model's ``eps``, ``norm`` and ``bounds`` (which also guards against an
+        infinite step).
         """
-        delta = x_adv - x
-        span = self.bounds[1] - self.bounds[0]
-        # An infinite step (eps 1e300 overflows float32) becomes one of the box's span, which
-        # projects to the same bound, so that no inf / inf makes NaN below.
-        delta = torch.where(torch.isinf(delta), delta.sign() * span, delta)
-        if self.norm == "linf":
-            eps = min(self.eps, span)  # exact: a larger clamp only admits points the box clip removes
-            delta = delta.clamp(-eps, eps)
-        else:
-            n = _flat_norm(delta, "l2").clamp_min(1e-12)
-            factor = (self.eps / n).clamp(max=1.0)
-            delta = delta * factor.view(-1, *([1] * (delta.dim() - 1)))
-        return self.clip_bounds(x + delta)
+        return project(x_adv, x, self.eps, self.norm, self.bounds)
 
     def reach(self, x: torch.Tensor) -> float:
         """``eps`` capped at the longest step inside the box: its span ``hi - lo`` (linf) or its
@@ -190,7 +169,7 @@ class ThreatModel:
 
     def perturbation(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Per-example norm of ``x_adv - x``."""
-        return _flat_norm((x_adv - x).detach(), self.norm)
+        return flat_norm((x_adv - x).detach(), self.norm)
 
     def audit(self, x_adv: torch.Tensor, x: torch.Tensor) -> AuditReport:
         """Measure how ``x_adv`` relates to the allowed set around ``x``.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ import torch
 from torch import nn
 
 from advframe.model import Classifier, as_model
+from advframe.ops import derive_seed
 
 Severity = Literal["error", "warning"]
 SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
@@ -127,18 +130,19 @@ class CountingModel(nn.Module):
 
     Attributes:
         forwards: forward calls since the last :meth:`reset`.
+        rows: examples forwarded since the last :meth:`reset` (the rows of every batch).
         backwards: backward passes since the last :meth:`reset`.
     """
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.inner = as_model(model)
-        self.forwards = 0
-        self.backwards = 0
+        self.reset()
 
     def reset(self) -> None:
-        """Zero both counters."""
+        """Zero every counter."""
         self.forwards = 0
+        self.rows = 0
         self.backwards = 0
 
     def _count_backward(self, grad: torch.Tensor) -> None:
@@ -146,6 +150,7 @@ class CountingModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.forwards += 1
+        self.rows += x.shape[0]
         out = self.inner(x)
         if isinstance(out, torch.Tensor) and out.requires_grad:
             out.register_hook(self._count_backward)
@@ -162,6 +167,13 @@ class CountingModel(nn.Module):
     def scores(self, outputs: torch.Tensor) -> torch.Tensor:
         """The wrapped model's scores."""
         return self.inner.scores(outputs)
+
+
+def instance(factory: Any) -> Any:
+    """A fresh object from a class or zero-argument callable (a new one per check); an object as it is."""
+    if isinstance(factory, type) or inspect.isfunction(factory) or isinstance(factory, functools.partial):
+        return factory()
+    return factory
 
 
 def devices() -> list[torch.device]:
@@ -182,5 +194,5 @@ def random_inputs(n: int, input_shape: tuple[int, ...], bounds: tuple[float, flo
 
 def random_labels(n: int, num_classes: int, seed: int) -> torch.Tensor:
     """``n`` seeded class indices."""
-    g = torch.Generator().manual_seed(seed + 1)
+    g = torch.Generator().manual_seed(derive_seed(seed, "labels"))
     return torch.randint(0, num_classes, (n,), generator=g)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -15,16 +13,10 @@ from advframe.attack import random_target
 from advframe.errors import AdvframeError
 from advframe.registry import RegistrationError
 from advframe.registry import check_attack as registry_contract
-from advframe.testing._core import (SNAKE_CASE, CountingModel, Finding, Findings, devices, random_inputs,
+from advframe.ops import derive_seed
+from advframe.testing._core import (SNAKE_CASE, CountingModel, Finding, Findings, devices, instance, random_inputs,
                                     random_labels, toy_model)
 from advframe.threat import NORMS, ThreatModel
-
-
-def _make(factory: Any) -> Any:
-    """A fresh attack from a class or zero-argument callable; an attack object as it is."""
-    if isinstance(factory, type) or inspect.isfunction(factory) or isinstance(factory, functools.partial):
-        return factory()
-    return factory
 
 
 def _traits(attack: Any, f: Findings) -> bool:
@@ -66,7 +58,7 @@ def _reset(attack: Any) -> None:
 
 
 def _targets(y: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
-    return random_target(y, num_classes, torch.Generator().manual_seed(seed + 2))
+    return random_target(y, num_classes, torch.Generator().manual_seed(derive_seed(seed, "targets")))
 
 
 @dataclass(frozen=True)
@@ -135,7 +127,7 @@ def check_attack(attack_factory: Any, model: nn.Module | None = None, **options:
         TypeError: for an unknown option.
     """
     opts = _attack_options(options)
-    attack = _make(attack_factory)
+    attack = instance(attack_factory)
     f = Findings(f"attack '{getattr(attack, 'name', type(attack).__name__)}'")
     if not _traits(attack, f):
         return f.finish(opts.raise_errors)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import inspect
 import json
 import math
 from collections.abc import Sequence
@@ -17,7 +15,7 @@ from torch import nn
 from advframe.dataset import Dataset, LabeledData
 from advframe.errors import AdvframeError
 from advframe.model import as_model
-from advframe.testing._core import SNAKE_CASE, Finding, Findings, devices, random_inputs, random_labels
+from advframe.testing._core import SNAKE_CASE, Finding, Findings, devices, instance, random_inputs, random_labels
 
 
 def check_model(model: nn.Module, *, input_shape: Sequence[int] | None = None,
@@ -123,12 +121,6 @@ def _check_gradient(net: Any, x: torch.Tensor, y: torch.Tensor, dev: torch.devic
                                  f"inputs: gradient attacks will not move (masked or saturated gradients?)")
 
 
-def _make_dataset(dataset: Any) -> Any:
-    if isinstance(dataset, type) or inspect.isfunction(dataset) or isinstance(dataset, functools.partial):
-        return dataset()
-    return dataset
-
-
 def _digest(data: LabeledData) -> list[str]:
     flat = data.x.reshape(len(data), -1).contiguous().cpu().numpy()
     return [hashlib.sha1(row.tobytes()).hexdigest() for row in flat]
@@ -151,7 +143,7 @@ def check_dataset(dataset: Any, *, data_dir: str | Path | None = None, splits: S
         splits: splits to load (default: all declared).
         raise_errors: raise :class:`ConformanceError` when any error is found.
     """
-    ds = _make_dataset(dataset)
+    ds = instance(dataset)
     if isinstance(ds, LabeledData):
         return _check_labeled_data(ds).finish(raise_errors)
     f = Findings(f"dataset '{getattr(ds, 'name', type(ds).__name__)}'")
@@ -265,7 +257,7 @@ def check_defense(defense_factory: Any, model: nn.Module, data: LabeledData, *, 
     """
     from advframe.threat import ThreatModel
 
-    dfn = _make_dataset(defense_factory)
+    dfn = instance(defense_factory)
     f = Findings(f"defense '{getattr(dfn, 'name', '') or type(dfn).__name__}'")
     name = getattr(dfn, "name", None)
     if not isinstance(name, str) or not SNAKE_CASE.match(name):

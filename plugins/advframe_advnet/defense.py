@@ -11,8 +11,9 @@ from advframe import distributed
 from advframe.defense import Defense
 from advframe.distributed import unwrap
 from advframe.errors import CheckpointError, ParameterError
-from advframe.model import Model
+from advframe.model import Model, eval_mode
 from advframe.params import check_int, check_range
+from advframe.ops import derive_seed
 from advframe.training import flatten_optimizer, unflatten_optimizer
 from advframe_advnet.generators import KINDS, NORMS, Generator, generator_for
 from advframe_advnet.objective import (MinimaxSettings, classifier_loss_exact, classifier_loss_finite_difference,
@@ -151,24 +152,20 @@ class AdversarialNetworks(Defense):
     def noise_seed(self, step: int, salt: int) -> int:
         """Seed of G2's z for (step, generator update or 5 = classifier update, rank)."""
         rank, world = distributed.rank_and_world()
-        return (self.seed * 1_000_003 + step * 7_919 + salt * 131 + rank) % (2 ** 62)
+        return derive_seed(self.seed, step, salt, rank)
 
     def generator_steps(self, core: Model, gen: Generator, x: torch.Tensor, y: torch.Tensor, step: int) -> float:
         """``g_steps`` ascent steps of G on F, the classifier fixed (eval mode); the last adversarial loss."""
         reduce = reduce_mean(x.shape[0])
         params = generator_params(gen)
-        was_training = core.training
-        core.eval()
         last = float("nan")
-        try:
+        with eval_mode(core):
             for i in range(int(self.g_steps)):
                 grads, last, _ = generator_gradient(core, gen, x, y, float(self.eps), self.bounds, float(self.lam),
                                                  self.noise_seed(step, i))
                 for p, g in zip(params, reduce(grads)):
                     p.grad = -g  # ascent on F
                 self.g_opt.step()
-        finally:
-            core.train(was_training)
             self.g_opt.zero_grad(set_to_none=True)
         return last
 

@@ -25,6 +25,7 @@ from advframe.dataset import LabeledData
 from advframe.errors import CheckpointError, ParameterError
 from advframe.model import as_model
 from advframe.progress import ProgressCallback, emit
+from advframe.ops import derive_seed
 from advframe.training import (TrainOptions, add_to_epoch, close_epoch, epoch_order, flatten_optimizer,
                                make_optimizer, unflatten_optimizer)
 from advframe_advnet.attack import GENERATOR_FORMAT
@@ -175,7 +176,7 @@ class _GeneratorRun:
         """One ascent step of G on the classifier's loss over the examples ``idx``."""
         cfg, model, dev = self.config, self.model, self.device
         x, y = self.data.x[idx].to(dev), self.data.y[idx].to(dev)
-        noise = torch.Generator().manual_seed((cfg.seed * 1_000_003 + self.step) % (2 ** 63))
+        noise = torch.Generator().manual_seed(derive_seed(cfg.seed, self.step))
         with torch.enable_grad():
             outputs = model(self.gen.perturb(x, y, cfg.eps, self.bounds, noise))
             loss = model.loss(outputs, y).mean()

@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advframe.engine import audited_generated
 from advframe.errors import ParameterError
+from advframe.threat import ThreatModel
 from advframe_advnet.blocks import residual_stage
 
 KINDS = ("g1", "g2", "g3")
@@ -97,8 +99,11 @@ class Generator(nn.Module, metaclass=abc.ABCMeta):
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float],
                 noise: torch.Generator | None = None) -> torch.Tensor:
-        """``clip(x + ε·G(x), bounds)``: inside the ε-ball of the generator's norm and the bounds."""
-        return (x + eps * self(x, y, noise)).clamp(bounds[0], bounds[1])
+        """``clip(x + ε·G(x), bounds)``: inside the ε-ball of the generator's norm and the bounds,
+        audited as such by the engine (:func:`advframe.engine.audited_generated`)."""
+        x_adv = (x + eps * self(x, y, noise)).clamp(bounds[0], bounds[1])
+        return audited_generated(x_adv, x, ThreatModel(norm=self.norm, eps=float(eps), bounds=bounds),
+                                 f"generator {self.kind}")
 
 
 class EncoderDecoderGenerator(Generator):

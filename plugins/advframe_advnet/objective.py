@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from advframe.model import Model
+from advframe.ops import derive_seed
 from advframe_advnet.generators import Generator
 
 Reduce = Callable[[list[torch.Tensor]], list[torch.Tensor]]
@@ -59,7 +60,7 @@ def _identity(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 def noise_source(seed: int | None) -> torch.Generator | None:
     """A fresh CPU generator seeded with ``seed`` (the same z for every call with that seed)."""
-    return None if seed is None else torch.Generator().manual_seed(int(seed) % (2 ** 63))
+    return None if seed is None else torch.Generator().manual_seed(derive_seed(seed))
 
 
 def generator_params(gen: Generator) -> list[torch.nn.Parameter]:

@@ -12,37 +12,24 @@ values of the whole global minibatch and keeps its own strided shard
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 
 from advframe import distributed, plugins
 from advframe.defense import Defense
-from advframe.distributed import unwrap  # noqa: F401  (re-exported for the defenses here)
+from advframe.distributed import unwrap
 from advframe.engine import AttackSpec, craft_audited
-from advframe.errors import ParameterError
-from advframe.model import Model
-from advframe.params import check_range  # noqa: F401  (re-exported for the defenses here)
+from advframe.model import Model, eval_mode
+from advframe.params import SEED_LIMIT
+from advframe.ops import derive_seed
 from advframe.threat import ThreatModel
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for the block, then restore its previous mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
     """A CPU generator that depends only on ``(seed, step, salt)`` (exact resume, rank-free)."""
-    return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step) * 7_919 + int(salt)) % (2 ** 63))
+    return torch.Generator().manual_seed(derive_seed(seed, step, salt))
 
 
 def truncated_half_normal(n: int, sigma: float, eps_max: float, generator: torch.Generator) -> torch.Tensor:
@@ -62,49 +49,10 @@ def truncated_half_normal(n: int, sigma: float, eps_max: float, generator: torch
     return eps.clamp(0.0, eps_max)
 
 
-def project_per_example(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str,
-                        bounds: tuple[float, float]) -> torch.Tensor:
-    """:meth:`ThreatModel.project` with one radius per example (linf or l2), then into bounds."""
-    view = (-1,) + (1,) * (x.dim() - 1)
-    e = eps.to(dtype=x.dtype, device=x.device).view(view)
-    delta = x_adv - x
-    if norm == "linf":
-        delta = torch.maximum(torch.minimum(delta, e), -e)
-    else:
-        n = delta.reshape(delta.shape[0], -1).norm(p=2, dim=1).clamp_min(1e-12).view(view)
-        delta = delta * (e / n).clamp(max=1.0)
-    return (x + delta).clamp(bounds[0], bounds[1])
-
-
-def one_step_per_example(attack: Any, model: Model, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
-                         bounds: tuple[float, float]) -> torch.Tensor:
-    """One-step adversarial examples with a radius per example, from ONE gradient at ``x``.
-
-    A one-step attack's direction ``d(x)`` does not depend on ε (it is ``sign ∇`` or a
-    normalised gradient), so ``project(x + ε_i·d(x))`` is exactly what the attack returns
-    for example ``i`` under a threat model of radius ε_i, for every ε_i at once.
-
-    Raises:
-        ParameterError: if the attack is not a one-step attack with an ε-free direction.
-    """
-    if not is_one_step(attack):
-        raise ParameterError(f"attack '{getattr(attack, 'name', attack)}' is not a one-step attack with an "
-                             f"eps-free direction: use fgsm, fgsm_pred, step_ll, step_rnd, fast_entropy, ...")
-    norm = attack.norms[0]
-    attack.check_threat(ThreatModel(norm=norm, eps=float(eps.max()) if eps.numel() else 0.0, bounds=bounds), None)
-    if x.shape[0] == 0:
-        return x.detach()
-    d = attack.direction(model, x.detach(), y, None)
-    view = (-1,) + (1,) * (x.dim() - 1)
-    return project_per_example(x.detach() + eps.to(x.dtype).view(view).to(x.device) * d, x.detach(), eps,
-                               norm, bounds)
-
-
 def is_one_step(attack: Any) -> bool:
-    """Whether ``attack`` is a one-step attack of the gradient plugin (an eps-free direction)."""
-    from advframe_gradient.one_step import OneStepAttack
-
-    return isinstance(attack, OneStepAttack)
+    """Whether ``attack`` declares the trait ``eps_free_direction`` (a one-step attack whose public
+    ``direction(model, x, y, target)`` does not depend on ε, see :class:`advframe.Attack`)."""
+    return getattr(attack, "eps_free_direction", False) is True
 
 
 def attack_spec(name: str, **params: Any) -> AttackSpec:
@@ -160,8 +108,8 @@ class AdversarialDefense(Defense):
 
     def step_seed(self, step: int) -> int:
         """The seed of training step ``step``'s attack on this rank (a resume repeats it)."""
-        rank, world = distributed.rank_and_world()
-        return (self.seed * 1_000_003 + step * world + rank) % (2 ** 62)
+        rank, _ = distributed.rank_and_world()
+        return derive_seed(self.seed, step, rank, below=SEED_LIMIT)  # an attack's seed parameter
 
     def ramped_threat(self, step: int) -> ThreatModel:
         """The threat model of training step ``step``: radius ε times :meth:`ramp`."""

@@ -8,12 +8,13 @@ from typing import Any
 import torch
 
 from advframe import distributed
+from advframe.distributed import unwrap
 from advframe.engine import craft_audited
 from advframe.errors import ParameterError
-from advframe.model import Model
+from advframe.model import Model, eval_mode
+from advframe.params import check_range
 from advframe.threat import ThreatModel
-from advframe_advtrain._common import (AdversarialDefense, accuracy, attack_spec, check_range, data_bounds,
-                                       eval_mode, unwrap)
+from advframe_advtrain._common import AdversarialDefense, accuracy, attack_spec, data_bounds
 
 
 def _split_names(text: str) -> list[str]:

@@ -7,13 +7,14 @@ from typing import Any
 import torch
 
 from advframe import distributed
+from advframe.distributed import unwrap
+from advframe.engine import craft_audited_per_example
 from advframe.errors import ParameterError
-from advframe.model import Model
-from advframe.params import check_int
+from advframe.model import Model, eval_mode
+from advframe.params import check_int, check_range
 from advframe.threat import ThreatModel
-from advframe_advtrain._common import (AdversarialDefense, accuracy, attack_spec, check_range, data_bounds,
-                                       eval_mode, is_one_step,
-                                       one_step_per_example, step_generator, truncated_half_normal, unwrap)
+from advframe_advtrain._common import (AdversarialDefense, accuracy, attack_spec, data_bounds, is_one_step,
+                                       step_generator, truncated_half_normal)
 
 
 class MixedBatchAdversarialTraining(AdversarialDefense):
@@ -78,8 +79,8 @@ class MixedBatchAdversarialTraining(AdversarialDefense):
         if self.m is not None and self.k > self.m:
             raise ParameterError(f"defense '{self.name}': k={self.k} adversarial examples do not fit in a "
                                  f"minibatch of {self.m}: lower k or raise --batch-size")
-        self.generator_attack = attack_spec(str(self.attack)).attack
-        if not is_one_step(self.generator_attack):
+        self.generator = attack_spec(str(self.attack))
+        if not is_one_step(self.generator.attack):
             raise ParameterError(f"defense '{self.name}': attack '{self.attack}' is not a one-step attack; "
                                  f"Algorithm 1 uses one-step methods (step_ll, step_rnd, fgsm_pred, fgsm, ...)")
 
@@ -105,7 +106,7 @@ class MixedBatchAdversarialTraining(AdversarialDefense):
     def training_loss(self, model: Model, x: torch.Tensor, y: torch.Tensor, step: int
                       ) -> tuple[torch.Tensor, dict[str, float]]:
         core = unwrap(model)
-        if not hasattr(self, "generator_attack"):
+        if not hasattr(self, "generator"):
             self.setup(model, None, {})
         n = x.shape[0]
         mask, eps, n_global, k_global = self.split(n, step)
@@ -113,8 +114,8 @@ class MixedBatchAdversarialTraining(AdversarialDefense):
         mixed = x.detach().clone()
         if bool(mask.any()):
             with eval_mode(core):
-                mixed[mask] = one_step_per_example(self.generator_attack, core, x[mask], y[mask], eps,
-                                                   self.bounds).to(x.dtype)
+                mixed[mask] = craft_audited_per_example(core, x[mask], y[mask], self.generator,
+                                                        self.threat_model(self.bounds), eps)
         outputs = model(mixed)
         per = core.loss(outputs, y)
         weights = torch.where(mask, torch.full_like(per, float(self.lam)), torch.ones_like(per))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 
 from advframe.engine import AttackSpec
-from advframe.model import Model
-from advframe.params import check_int
+from advframe.model import Model, eval_mode
+from advframe.params import check_int, check_range
 from advframe.threat import ThreatModel
-from advframe_advtrain._common import AdversarialDefense, accuracy, attack_spec, check_range, eval_mode
+from advframe_advtrain._common import AdversarialDefense, accuracy, attack_spec
 
 
 class PGDAdversarialTraining(AdversarialDefense):

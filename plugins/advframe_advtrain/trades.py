@@ -6,9 +6,9 @@ import torch
 
 from advframe.engine import AttackSpec
 from advframe.model import Model
-from advframe.params import check_int
+from advframe.params import check_int, check_range
 from advframe.threat import ThreatModel
-from advframe_advtrain._common import AdversarialDefense, accuracy, attack_spec, check_range
+from advframe_advtrain._common import AdversarialDefense, accuracy, attack_spec
 from advframe_gradient.kl import kl_from
 
 

@@ -6,8 +6,9 @@ import torch
 
 from advframe.engine import AttackSpec
 from advframe.model import Model
+from advframe.params import check_range
 from advframe.threat import ThreatModel
-from advframe_advtrain._common import AdversarialDefense, accuracy, attack_spec, check_range
+from advframe_advtrain._common import AdversarialDefense, accuracy, attack_spec
 
 
 class FastAdversarialTraining(AdversarialDefense):

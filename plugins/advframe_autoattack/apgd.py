@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from advframe_gradient._ops import per_example, rand_like, randn_like, steepest
 
 from advframe.model import Model
+from advframe.ops import per_example, rand_like, randn_like, steepest
 from advframe.threat import ThreatModel
 
 #: Fraction of increasing steps below which the step size is halved (paper: rho = 0.75).

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from advframe_gradient._ops import check_int, generator
 from advframe_gradient.losses import dlr_loss, require_classes, targeted_dlr_loss
 
 from advframe.attack import Attack
 from advframe.model import Model
+from advframe.ops import generator
+from advframe.params import check_optional_int
 from advframe.threat import ThreatModel
 from advframe_autoattack._common import check_targets_param, target_count, top_other_classes
 from advframe_autoattack.apgd import Goal, run_apgd
@@ -40,9 +41,9 @@ class _APGD(Attack):
 
     def validate(self) -> None:
         owner = f"attack '{self.name}'"
-        check_int(owner, "steps", self.steps, 0)
-        check_int(owner, "restarts", self.restarts, 1)
-        check_int(owner, "seed", self.seed, 0)
+        check_optional_int(owner, "steps", self.steps, 0)
+        check_optional_int(owner, "restarts", self.restarts, 1)
+        check_optional_int(owner, "seed", self.seed, 0)
 
     def _runs(self, model: Model, x: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, goal: Goal,
               outcome: _Outcome, gen: torch.Generator | None) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from advframe_gradient._ops import check_int, flat_norm, generator, per_example, rand_like, randn_like
 
 from advframe.attack import Attack
 from advframe.model import Model
-from advframe.params import check_range
+from advframe.ops import flat_norm, generator, per_example, rand_like, randn_like
+from advframe.params import check_optional_int, check_range
 from advframe.threat import ThreatModel
 from advframe_autoattack._common import check_targets_param, target_count, top_other_classes
 from advframe_autoattack._hyperplane import project_hyperplane
@@ -69,10 +69,10 @@ class FABT(Attack):
 
     def validate(self) -> None:
         owner = f"attack '{self.name}'"
-        check_int(owner, "steps", self.steps, 0)
-        check_int(owner, "restarts", self.restarts, 1)
-        check_int(owner, "final_search", self.final_search, 0)
-        check_int(owner, "seed", self.seed, 0)
+        check_optional_int(owner, "steps", self.steps, 0)
+        check_optional_int(owner, "restarts", self.restarts, 1)
+        check_optional_int(owner, "final_search", self.final_search, 0)
+        check_optional_int(owner, "seed", self.seed, 0)
         check_targets_param(owner, self.n_target_classes)
         check_range(owner, alpha_max=(self.alpha_max, 0.0, 1.0), eta=(self.eta, 1.0, 10.0), beta=(self.beta, 0.0, 1.0))
 

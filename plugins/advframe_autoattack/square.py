@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from advframe_gradient._ops import check_int, generator, per_example
 from advframe_gradient.losses import margin_loss, require_classes
 
 from advframe.attack import Attack
 from advframe.errors import ParameterError
 from advframe.model import Model
-from advframe.params import check_range
+from advframe.ops import generator, per_example
+from advframe.params import check_optional_int, check_range
 from advframe.threat import ThreatModel
 from advframe_autoattack._square_ops import etas, p_schedule, positions, side, signs, stripes_l2, window_index
 
@@ -74,8 +74,8 @@ class Square(Attack):
 
     def validate(self) -> None:
         owner = f"attack '{self.name}'"
-        check_int(owner, "queries", self.queries, 0)
-        check_int(owner, "seed", self.seed, 0)
+        check_optional_int(owner, "queries", self.queries, 0)
+        check_optional_int(owner, "seed", self.seed, 0)
         check_range(owner, p_init=(self.p_init, 1e-6, 1.0))
 
     def _query(self, model: Model, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor

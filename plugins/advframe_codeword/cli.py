@@ -110,7 +110,7 @@ def lipschitz_command(
     check_output_paths((output, "--output"), (plot, "--plot"))
     if not 1 <= input_size <= MAX_INPUT_SIZE:
         raise ParameterError(f"--input-size {input_size} is out of range: use a side from 1 to {MAX_INPUT_SIZE}")
-    if in_channels is not None and in_channels < 1:  # 0 used to be replaced by the default silently
+    if in_channels is not None and in_channels < 1:  # 0 is an error, not "the default"
         raise ParameterError(f"--in-channels must be positive, got {in_channels}")
     reports = [lipschitz_bounds(load_user_model(spec, arch=pick_arch(arch, spec), model_param=model_param,
                                                 check=False)[0], input_size, in_channels, name=_label(spec))

@@ -34,9 +34,6 @@ from advframe.errors import CheckpointError, ParameterError
 from advframe.model import Classifier
 
 HEADS: tuple[str, ...] = ("softmax_ce", "softmax_mse", "tanh_mse")
-#: Paper names of the heads (Saito & Roy §4.2).
-PAPER_NAMES: dict[str, str] = {"softmax_ce": "O:SOFTMAX:CE", "softmax_mse": "O:SOFTMAX:MSE",
-                               "tanh_mse": "R:TANH:MSE"}
 #: Environment variable read for the secret key when a checkpoint holds neither codebook nor key.
 KEY_ENV = "ADVFRAME_CODEWORD_KEY"
 
@@ -158,11 +155,6 @@ class CodewordModel(Classifier):
         if not self.share_codebook and self.head == "tanh_mse":
             config.update(key=None, share_codebook=False, codebook_sha256=codebook_digest(self.codebook))
         self.__dict__["_checkpoint_config"] = config
-
-    @property
-    def paper_name(self) -> str:
-        """The model's name in Saito & Roy §4.2 (e.g. ``R:TANH:MSE``)."""
-        return PAPER_NAMES[self.head]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (``softmax_ce``), softmax probabilities (``softmax_mse``) or tanh outputs (``tanh_mse``)."""

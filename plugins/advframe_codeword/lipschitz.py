@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advframe.errors import ParameterError
+from advframe.model import eval_mode
 
 ONE_LIPSCHITZ: tuple[type[nn.Module], ...] = (nn.ReLU, nn.Tanh, nn.Flatten, nn.Identity, nn.Dropout,
                                                nn.Softmax, nn.ELU, nn.Hardtanh)
@@ -210,10 +211,8 @@ def _input_shapes(model: nn.Module, channels: int, size: tuple[int, int], name: 
     for mod_name, module in model.named_modules():
         if not list(module.children()):
             handles.append(module.register_forward_hook(recorder(mod_name)))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(torch.zeros(1, channels, *size, device=next(iter(model.parameters())).device))
     except (RuntimeError, ValueError, IndexError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
@@ -222,7 +221,6 @@ def _input_shapes(model: nn.Module, channels: int, size: tuple[int, int], name: 
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return seen
 
 

@@ -7,8 +7,9 @@ import torch
 
 from advframe.attack import Objective
 from advframe.model import Model
+from advframe.params import check_nonnegative, check_optional_int
 from advframe.threat import ThreatModel
-from advframe_gradient._ops import check_int, check_nonnegative, kurakin_steps, pixel
+from advframe_gradient._ops import kurakin_steps, pixel
 from advframe_gradient.loop import IterativeAttack
 
 
@@ -22,7 +23,7 @@ class _KurakinIterative(IterativeAttack):
     def validate(self) -> None:
         super().validate()
         check_nonnegative(f"attack '{self.name}'", alpha=self.alpha)
-        check_int(f"attack '{self.name}'", "steps", self.steps, 0)
+        check_optional_int(f"attack '{self.name}'", "steps", self.steps, 0)
 
     def schedule(self, threat: ThreatModel) -> tuple[float, int]:
         """``(alpha, steps)`` for ``threat``: the given values, or Kurakin's schedule for ``None``.

@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from advframe.model import Model
+from advframe.ops import generator, randn_like
+from advframe.params import check_nonnegative, check_optional_int
 from advframe.threat import ThreatModel
-from advframe_gradient._ops import check_int, check_nonnegative, generator, randn_like
 from advframe_gradient.loop import IterativeAttack
 
 
@@ -54,7 +55,7 @@ class PGDKL(IterativeAttack):
 
     def validate(self) -> None:
         owner = f"attack '{self.name}'"
-        check_int(owner, "steps", self.steps, 0)
+        check_optional_int(owner, "steps", self.steps, 0)
         check_nonnegative(owner, step_size=self.step_size, init_std=self.init_std)
 
     def schedule(self, threat: ThreatModel) -> tuple[float, int]:

@@ -17,8 +17,8 @@ import torch
 
 from advframe.attack import Attack, Objective
 from advframe.model import Model
+from advframe.ops import generator, per_example, steepest
 from advframe.threat import ThreatModel
-from advframe_gradient._ops import generator, per_example, steepest
 from advframe_gradient.losses import check_loss, loss_objective
 
 

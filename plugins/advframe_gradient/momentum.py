@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from advframe.ops import normalized, steepest
+from advframe.params import check_nonnegative, check_optional_int
 from advframe.threat import ThreatModel
-from advframe_gradient._ops import check_int, check_nonnegative, normalized, steepest
 from advframe_gradient.loop import IterativeAttack
 
 
@@ -42,7 +43,7 @@ class MIM(IterativeAttack):
     def validate(self) -> None:
         super().validate()
         owner = f"attack '{self.name}'"
-        check_int(owner, "steps", self.steps, 0)
+        check_optional_int(owner, "steps", self.steps, 0)
         check_nonnegative(owner, step_size=self.step_size, decay=self.decay)
 
     def schedule(self, threat: ThreatModel) -> tuple[float, int]:

@@ -10,8 +10,8 @@ import torch
 
 from advframe.attack import Attack
 from advframe.model import Model
+from advframe.ops import generator, rand_like, randn_like
 from advframe.threat import ThreatModel
-from advframe_gradient._ops import generator, rand_like, randn_like
 
 #: Truncation of the normal noise in units of its standard deviation: sigma = eps/2 on [-eps, eps].
 TRUNCATION = 2.0

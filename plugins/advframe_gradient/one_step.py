@@ -18,16 +18,18 @@ import torch.nn.functional as F
 
 from advframe.attack import Attack, Crafted, random_target, shared_over, synchronize
 from advframe.model import Model
+from advframe.ops import generator, normalized
 from advframe.threat import ThreatModel
-from advframe_gradient._ops import generator, normalized
 
 
 class OneStepAttack(Attack, abc.ABC):
     """Base class: ``x_adv = project(x + eps · direction(x))`` with an eps-free direction.
 
-    Its :meth:`direction` is public: adversarial training uses it to give each example
-    its own radius from one gradient.
+    Its :meth:`direction` is public (the trait ``eps_free_direction``): adversarial
+    training uses it to give each example its own radius from one gradient.
     """
+
+    eps_free_direction: ClassVar[bool] = True
 
     @abc.abstractmethod
     def direction(self, model: Model, x: torch.Tensor, y: torch.Tensor,

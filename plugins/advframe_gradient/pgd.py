@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from advframe.ops import random_start
+from advframe.params import check_nonnegative, check_optional_int
 from advframe.threat import ThreatModel
-from advframe_gradient._ops import check_int, check_nonnegative, random_start
 from advframe_gradient.loop import IterativeAttack
 
 
@@ -47,8 +48,8 @@ class PGD(IterativeAttack):
     def validate(self) -> None:
         super().validate()
         owner = f"attack '{self.name}'"
-        check_int(owner, "steps", self.steps, 0)
-        check_int(owner, "restarts", self.restarts, 1)
+        check_optional_int(owner, "steps", self.steps, 0)
+        check_optional_int(owner, "restarts", self.restarts, 1)
         check_nonnegative(owner, step_size=self.step_size)
 
     def schedule(self, threat: ThreatModel) -> tuple[float, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import advframe
+from advframe.hookspecs import Registrar
 from advframe_gradient.iterative import IterBasic, IterLL
 from advframe_gradient.kl import PGDKL
 from advframe_gradient.momentum import MIM
@@ -20,13 +21,13 @@ TRANSFER_SUITE = advframe.Suite("kurakin_transfer", (("fgsm", {}), ("iter_basic"
 
 
 @advframe.hookimpl
-def register_suites(register):
+def register_suites(register: Registrar) -> None:
     """Register the transfer suite of Kurakin et al. 2017, the default of ``advframe transfer``."""
     register(TRANSFER_SUITE, default="transfer")
 
 
 @advframe.hookimpl
-def register_attacks(register):
+def register_attacks(register: Registrar) -> None:
     """Register the one-step, noise and iterative gradient attacks; iter_ll is the default attack."""
     for attack in ATTACKS:
         register(attack, default=attack is IterLL)

@@ -1,5 +1,6 @@
 """Helpers shared by the optimisation attacks: the tanh change of variables that keeps
-an iterate inside ``threat.bounds``, per-example norms, and class-score margins."""
+an iterate inside ``threat.bounds``, squared L2 norms, and class-score margins (the
+general tensor helpers are in :mod:`advframe.ops`)."""
 
 from __future__ import annotations
 
@@ -43,11 +44,6 @@ def from_tanh_space(w: torch.Tensor, bounds: tuple[float, float]) -> torch.Tenso
 def sq_l2(delta: torch.Tensor) -> torch.Tensor:
     """Per-example squared L2 norm."""
     return delta.reshape(delta.shape[0], -1).pow(2).sum(dim=1)
-
-
-def per_example(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Reshape a per-example vector to broadcast against a batch shaped like ``x``."""
-    return values.view(-1, *([1] * (x.dim() - 1)))
 
 
 def check_classes(z: torch.Tensor, labels: torch.Tensor, what: str) -> None:

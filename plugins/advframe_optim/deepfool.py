@@ -8,8 +8,9 @@ import torch
 
 from advframe.attack import Attack
 from advframe.model import Model
+from advframe.ops import per_example
 from advframe.threat import ThreatModel
-from advframe_optim._box import check_params, per_example
+from advframe_optim._box import check_params
 
 #: Added to the step length so that each linearised step lands just past the boundary
 #: (the reference implementation's 1e-4).
