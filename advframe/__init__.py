@@ -20,7 +20,7 @@ from advframe.checkpoint import load_checkpoint, save_checkpoint
 from advframe.dataset import Dataset, LabeledData
 from advframe.defense import Defense
 from advframe.errors import AdvframeError
-from advframe.evaluation import EvalResult, evaluate
+from advframe.evaluation import EvalResult, RunRow, evaluate
 from advframe.hookspecs import hookimpl
 from advframe.model import Classifier, Model, Normalized, as_model
 from advframe.suite import Suite
@@ -28,7 +28,7 @@ from advframe.threat import ThreatModel
 from advframe.training import TrainResult, train
 
 __all__ = [
-    "AdvframeError", "Attack", "EvalResult", "TrainResult", "Classifier", "Dataset", "Defense", "LabeledData", "Model",
+    "AdvframeError", "Attack", "EvalResult", "RunRow", "TrainResult", "Classifier", "Dataset", "Defense", "LabeledData", "Model",
     "Normalized", "Suite", "ThreatModel",
     "__version__", "as_model", "build_model", "evaluate", "get_attack", "get_dataset", "get_defense",
     "hookimpl", "load_checkpoint", "load_dataset", "load_model", "save_checkpoint", "save_model",

@@ -19,8 +19,8 @@ from advframe.dataset import Dataset, LabeledData
 from advframe.defense import Defense
 from advframe.model import as_model
 from advframe.errors import AdvframeError, ParameterError
-from advframe.model_io import check_model_params, model_from_checkpoint, save_model
-from advframe.options import check_device
+from advframe.model_io import MODEL_PARAM, check_model_params, model_from_checkpoint, save_model
+from advframe.options import resolve_device
 
 __all__ = ["build_model", "get_attack", "get_dataset", "get_defense", "load_dataset", "load_model",
            "model_from_checkpoint", "save_model"]
@@ -66,7 +66,8 @@ def build_model(name: str, **config: Any) -> nn.Module:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ParameterError(f"model '{entry.name}' cannot be built with "
                              f"{', '.join(f'{k}={v!r}' for k, v in config.items())} "
-                             f"({type(exc).__name__}: {first[:160]}): fix its parameters (--model-param)") from None
+                             f"({type(exc).__name__}: {first[:160]}): fix its parameters ({{config}})",
+                             hint=MODEL_PARAM) from None
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -94,7 +95,7 @@ def load_model(spec: str | os.PathLike[str] | nn.Module, device: str | torch.dev
         UnknownNameError: for an unknown model name.
         ParameterError: for an unknown device, or a ``config`` the architecture cannot take.
     """
-    check_device(device)
+    device = resolve_device(device)
     if config is not None and not isinstance(config, dict):
         raise ParameterError(f"config is {type(config).__name__}, expected a dict of constructor keywords")
     if isinstance(spec, nn.Module):

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from advframe.dataset import LabeledData
-from advframe.errors import DataError
+from advframe.errors import DataError, Hint
 
 
 class BatchSource:
@@ -38,7 +38,7 @@ class BatchSource:
     def take(self, limit: int | None) -> "BatchSource":
         """The first ``limit`` examples."""
         if limit is not None and limit < 1:
-            raise DataError(f"--limit {limit} is invalid: use a positive number of examples")
+            raise DataError("{limit} is invalid: use a positive number of examples", hint=Hint("limit", limit))
         return BatchSource(self.data, self.bounds, limit if self.limit is None or limit is None
                            else min(limit, self.limit))
 

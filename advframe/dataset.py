@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from advframe.errors import DataError
+from advframe.errors import CheckpointError, DataError
+from advframe.model import eval_mode
 from advframe.params import Configurable
 
 
@@ -135,26 +136,28 @@ def _expected_shape(model: Any) -> tuple[int, ...] | None:
     return None
 
 
-def check_fits(model: Any, data: LabeledData, device: Any = "cpu", model_name: str | None = None) -> None:
-    """Run the first example through ``model`` and refuse data whose shape it cannot take, or
-    whose labels it has no score for.
+def check_fits(model: Any, data: LabeledData, device: Any = "cpu", model_name: str | None = None,
+               probe: int = 64) -> None:
+    """Validate a model against its data, once, before any work: run the first ``probe``
+    examples through it, and refuse data whose shape it cannot take, outputs that are NaN
+    or infinite, and labels it has no score for.
 
     A model fed inputs of the wrong shape fails deep inside its first layer with a
     message about matrix sizes; this names the data set's input shape and the shape the
-    model expects instead.
+    model expects instead. :func:`advframe.evaluate` and :func:`advframe.train` call it;
+    so does a caller that wants the answer before it starts anything else.
 
     Raises:
-        DataError: naming both shapes (or the model's own complaint when it declares none).
+        DataError: naming both shapes (or the model's own complaint when it declares
+            none), or the label the model has no score for.
+        CheckpointError: for NaN or infinite outputs on clean data (broken weights).
     """
     if len(data) == 0:
         raise DataError(f"data set '{data.name}' split '{data.split}' has no examples: check the files")
-    x = data.x[:1].to(device)
+    x = data.x[:probe].to(device)
     have = tuple(int(s) for s in data.x.shape[1:])
-    was_training = bool(getattr(model, "training", False))
-    if hasattr(model, "eval"):
-        model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             out = model(x)
             scores = model.scores(out) if callable(getattr(model, "scores", None)) else out
     except (RuntimeError, ValueError, IndexError) as exc:
@@ -165,11 +168,31 @@ def check_fits(model: Any, data: LabeledData, device: Any = "cpu", model_name: s
         raise DataError(f"data set '{data.name}' has inputs of shape {'x'.join(map(str, have))} but {label} "
                         f"expects {expects}: pass a model made for this data set, or a data set with "
                         f"that shape") from None
-    finally:
-        if was_training and hasattr(model, "train"):
-            model.train()
-    top = int(data.y.max()) if data.y.numel() else -1
-    if isinstance(scores, torch.Tensor) and scores.dim() == 2 and top >= scores.shape[1]:
+    label = f"model '{model_name}'" if model_name else "the model"
+    if isinstance(out, torch.Tensor):
+        bad = ~torch.isfinite(out.reshape(out.shape[0], -1)).all(dim=1)
+        if bool(bad.any()):
+            raise CheckpointError(f"{label} gives NaN or infinite outputs on clean example {int(bad.nonzero()[0])} "
+                                  f"of '{data.name}': its weights or architecture are broken; use another "
+                                  f"checkpoint")
+    if isinstance(scores, torch.Tensor):
+        check_labels(scores, data.y, data.name, model_name)
+
+
+def check_labels(scores: torch.Tensor, y: torch.Tensor, data_name: str, model_name: str | None = None) -> None:
+    """Refuse labels the model has no score for (label 15 for a 10-class model would count as a miss).
+
+    Args:
+        scores: the model's scores on some inputs, one row per example.
+        y: labels to check (any examples of the data set).
+        data_name: the data set, for the message.
+        model_name: the model, for the message.
+
+    Raises:
+        DataError: naming the label and the number of classes the model scores.
+    """
+    top = int(y.max()) if y.numel() else -1
+    if scores.dim() == 2 and top >= scores.shape[1]:
         label = f"model '{model_name}'" if model_name else "the model"
-        raise DataError(f"data set '{data.name}' has label {top}, but {label} scores only {scores.shape[1]} "
+        raise DataError(f"data set '{data_name}' has label {top}, but {label} scores only {scores.shape[1]} "
                         f"classes (0..{scores.shape[1] - 1}): pass a model made for this data set")

@@ -4,7 +4,7 @@
 (``arch``, e.g. ``mynets.cnn:Net``), but advframe never imports a path read from a
 file: it builds the architecture from an installed plugin's registry name, or from the
 factory the user names (``arch=`` here, ``--arch`` on the CLI). When it needs the path,
-the error says which ``--arch`` to pass.
+the error says which ``arch`` to pass (a :class:`~advframe.errors.Hint`).
 
 The checkpoint's constructor config is data from a file, so it is checked before any
 factory sees it: an object of keyword arguments the factory takes, holding finite
@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from advframe.checkpoint import load_checkpoint, save_checkpoint
-from advframe.errors import AdvframeError, CheckpointError, ParameterError
-from advframe.model import Normalized, describe_model, fit_state, unwrap
+from advframe.errors import AdvframeError, CheckpointError, Hint, ParameterError
+from advframe.model import Normalized, describe_model, fit_state, network_and_normalization
 
 FORMAT = "advframe.model/1"
 ARCH_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", re.ASCII)
@@ -46,18 +46,23 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-# ---------------------------------------------------------------- --arch
+# ---------------------------------------------------------------- arch
+# The option a fix names: ``arch=`` in Python, ``--arch`` on the CLI; the constructor keywords
+# are ``config=`` in Python and ``--model-param`` on the CLI.
+MODEL_PARAM = Hint("config", flag="--model-param")
+ANY_ARCH = Hint("arch", "package.module:factory")
 
 
-def check_arch(spec: str, flag: str = "--arch") -> str:
+def check_arch(spec: str) -> str:
     """Return ``spec`` if it reads ``package.module:factory``.
 
     Raises:
         ParameterError: otherwise.
     """
     if not isinstance(spec, str) or not ARCH_RE.match(spec):
-        raise ParameterError(f"{flag} '{_short(spec)}' is not an import path: write package.module:factory, "
-                             f"e.g. {flag} mynets.cnn:Net (the module must be importable, e.g. on PYTHONPATH)")
+        raise ParameterError(f"{{arch}} '{_short(spec)}' is not an import path: write package.module:factory, "
+                             f"e.g. {{arch}} (the module must be importable, e.g. on PYTHONPATH)",
+                             hint=(Hint("arch"), Hint("arch", "mynets.cnn:Net")))
     return spec
 
 
@@ -72,20 +77,21 @@ def import_arch(spec: str) -> Callable[..., nn.Module]:
     """
     check_arch(spec)
     module_name, attr = spec.split(":", 1)
+    named = Hint("arch", spec)
     try:
         obj: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        raise ParameterError(f"--arch {spec}: cannot import module '{exc.name or module_name}': put the folder "
-                             f"holding it on PYTHONPATH or install its package") from None
+        raise ParameterError(f"{{arch}}: cannot import module '{exc.name or module_name}': put the folder "
+                             f"holding it on PYTHONPATH or install its package", hint=named) from None
     except Exception as exc:  # the user's own module failed while importing
-        raise ParameterError(f"--arch {spec}: importing '{module_name}' failed ({type(exc).__name__}: "
-                             f"{_short(str(exc), 120)})") from None
+        raise ParameterError(f"{{arch}}: importing '{module_name}' failed ({type(exc).__name__}: "
+                             f"{_short(str(exc), 120)})", hint=named) from None
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ParameterError(f"--arch {spec}: '{module_name}' has no attribute '{attr}'")
+            raise ParameterError(f"{{arch}}: '{module_name}' has no attribute '{attr}'", hint=named)
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ParameterError(f"--arch {spec}: '{attr}' is not a class or function")
+        raise ParameterError(f"{{arch}}: '{attr}' is not a class or function", hint=named)
     return obj
 
 
@@ -103,14 +109,18 @@ def check_config(config: Any, where: str) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise CheckpointError(f"{where}: model_config is {type(config).__name__} {_short(config)}, expected an "
                               f"object of constructor keywords: re-save the model with advframe.save_model")
-    _check_value(config, where, "model_config", 0)
+    problem = _value_problem(config, "model_config", 0)
+    if problem:
+        raise CheckpointError(f"{where}: {problem}: fix the checkpoint's model_config (or override it with "
+                              f"{{config}})", hint=MODEL_PARAM)
     return dict(config)
 
 
-def _check_value(value: Any, where: str, key: str, depth: int) -> None:
+def _value_problem(value: Any, key: str, depth: int) -> str | None:
+    """What is wrong with a config value from a file or a user (``width = inf must be ...``), if anything."""
     bad = None
     if value is None or isinstance(value, bool):
-        return
+        return None
     if isinstance(value, (int, float)):
         if not math.isfinite(value) or abs(value) > MAX_NUMBER:
             bad = f"must be a finite number of size at most {MAX_NUMBER:g}"
@@ -122,33 +132,37 @@ def _check_value(value: Any, where: str, key: str, depth: int) -> None:
             bad = f"is nested deeper than {MAX_DEPTH} levels"
         elif len(value) > MAX_ITEMS:
             bad = f"holds more than {MAX_ITEMS} items"
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                _check_value(v, where, f"{key}.{k}", depth + 1)
         else:
-            for i, v in enumerate(value):
-                _check_value(v, where, f"{key}[{i}]", depth + 1)
+            keyed = ((f"{key}.{k}", v) for k, v in value.items()) if isinstance(value, dict) \
+                else ((f"{key}[{i}]", v) for i, v in enumerate(value))
+            return next(filter(None, (_value_problem(v, k, depth + 1) for k, v in keyed)), None)
     else:
         bad = f"has type {type(value).__name__}"
-    if bad:
-        raise CheckpointError(f"{where}: {key} = {_short(value)} {bad}: fix the checkpoint's model_config "
-                              f"(or override it with --model-param)")
+    return f"{key} = {_short(value)} {bad}" if bad else None
 
 
-def check_keywords(factory: Callable[..., Any], config: dict[str, Any], where: str, label: str) -> None:
-    """Refuse constructor keys that ``factory`` does not take, naming those it does."""
+def _unknown_key(factory: Callable[..., Any], config: dict[str, Any], label: str) -> str | None:
+    """``model 'LABEL' takes no constructor key 'k' (it takes ...)`` for the first key ``factory``
+    does not take, if any."""
     try:
         sig = inspect.signature(factory)
     except (TypeError, ValueError):
-        return
+        return None
     params = sig.parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in params):
-        return
+        return None
     names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     for key in config:
         if key not in names:
-            raise CheckpointError(f"{where}: model '{label}' takes no constructor key '{_short(key)}' (it takes "
-                                  f"{', '.join(names) or 'none'}): drop it from model_config")
+            return f"model '{label}' takes no constructor key '{_short(key)}' (it takes {', '.join(names) or 'none'})"
+    return None
+
+
+def check_keywords(factory: Callable[..., Any], config: dict[str, Any], where: str, label: str) -> None:
+    """Refuse constructor keys of a checkpoint that ``factory`` does not take, naming those it does."""
+    problem = _unknown_key(factory, config, label)
+    if problem:
+        raise CheckpointError(f"{where}: {problem}: drop it from model_config")
 
 
 class _TooLarge(Exception):
@@ -190,15 +204,13 @@ def check_model_params(factory: Callable[..., Any], config: dict[str, Any], name
         ParameterError: naming the key or value.
     """
     where = f"model '{name}'"
-    try:
-        check_keywords(factory, config, where, name)
-        for key, value in config.items():
-            _check_value(value, where, key, 1)
-        count = _parameter_count(factory, config)
-    except CheckpointError as exc:
-        text = str(exc).split(": fix the checkpoint's model_config")[0].replace(": drop it from model_config", "")
-        raise ParameterError(f"{text.replace(f'{where}: model {where[6:]}', where)}: fix the model's parameters "
-                             f"(--model-param)") from None
+    problem = _unknown_key(factory, config, name)
+    if problem is None:
+        bad = next(filter(None, (_value_problem(value, key, 1) for key, value in config.items())), None)
+        problem = f"{where}: {bad}" if bad else None
+    if problem:
+        raise ParameterError(f"{problem}: fix the model's parameters ({{config}})", hint=MODEL_PARAM)
+    count = _parameter_count(factory, config)
     if count is not None and count > MAX_PARAMETERS:
         raise ParameterError(f"{where} with {_short(config, 120)} would have {count:.3g} parameters (limit "
                              f"{MAX_PARAMETERS:.0e}): the parameters are absurd, fix them")
@@ -263,12 +275,12 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], *, config: dict[s
     if config is not None:
         info["model_config"] = dict(config)
     if arch is not None:
-        info["arch"] = check_arch(arch, "arch")
+        info["arch"] = check_arch(arch)
     try:
         check_config(info["model_config"], "save_model")
     except CheckpointError as exc:
-        raise ParameterError(str(exc)) from None
-    net = unwrap(model)[0]
+        raise ParameterError(*exc.args, hint=exc.hints) from None
+    net = network_and_normalization(model)[0]
     tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
     meta = {**(metadata or {}), "format": FORMAT, **info}
     if dataset is not None:
@@ -296,12 +308,12 @@ def _factory(path: Path, meta: dict[str, Any], arch: str | None) -> tuple[Callab
     if isinstance(recorded, str) and ARCH_RE.match(recorded):
         raise CheckpointError(f"'{path}' was saved from architecture '{recorded}', which no installed plugin "
                               f"registers; advframe never imports code named in a file: if you trust it, "
-                              f"pass --arch {recorded}")
+                              f"pass {{arch}}", hint=Hint("arch", recorded))
     if isinstance(name, str):
         raise CheckpointError(f"'{path}' needs model '{_short(name)}', which no installed plugin registers: "
-                              f"install the plugin that provides it, or pass --arch package.module:factory")
-    raise CheckpointError(f"'{path}' does not say how to build its architecture: pass --arch "
-                          f"package.module:factory (and --model-param for its constructor)")
+                              f"install the plugin that provides it, or pass {{arch}}", hint=ANY_ARCH)
+    raise CheckpointError(f"'{path}' does not say how to build its architecture: pass {{arch}} "
+                          f"(and {{config}} for its constructor)", hint=(ANY_ARCH, MODEL_PARAM))
 
 
 def load_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
@@ -314,17 +326,19 @@ def load_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str) -> 
         if torch.is_floating_point(t) and not bool(torch.isfinite(t).all()):
             raise CheckpointError(f"{where}: weight '{_short(key)}' holds NaN or infinite values: "
                                   f"the model diverged or the file is damaged; use another checkpoint")
-    inner = unwrap(net)[0]
+    inner = network_and_normalization(net)[0]
     state = fit_state(state, list(inner.state_dict()))
     try:
         missing, unexpected = inner.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln] or [str(exc).splitlines()[0]]
         raise CheckpointError(f"{where}: the weights do not fit the architecture: {_short(lines[0], 240)}; "
-                              f"check --arch and the constructor config (--model-param)") from None
+                              f"check {{arch}} and the constructor config ({{config}})",
+                              hint=(Hint("arch"), MODEL_PARAM)) from None
     if missing or unexpected:
         raise CheckpointError(f"{where}: the weights do not fit the architecture: missing {list(missing)[:3]}, "
-                              f"unexpected {list(unexpected)[:3]}; check --arch and --model-param")
+                              f"unexpected {list(unexpected)[:3]}; check {{arch}} and {{config}}",
+                              hint=(Hint("arch"), MODEL_PARAM))
 
 
 def model_from_checkpoint(path: str | os.PathLike[str], *, arch: str | None = None,
@@ -339,7 +353,7 @@ def model_from_checkpoint(path: str | os.PathLike[str], *, arch: str | None = No
 
     Raises:
         CheckpointError: for a file that is not a checkpoint, names an architecture that
-            is not registered (the message gives the ``--arch`` to pass), has a bad
+            is not registered (the message gives the ``arch`` to pass), has a bad
             config, or weights that do not fit.
         ParameterError: for an ``arch`` that cannot be imported.
     """
@@ -367,31 +381,3 @@ def model_from_checkpoint(path: str | os.PathLike[str], *, arch: str | None = No
     model._advframe_checkpoint = dict(meta)
     model._advframe_label = f"{p.stem} ({label})"
     return model
-
-
-def check_clean_outputs(model: nn.Module, data: Any, name: str, device: Any = "cpu", probe: int = 64) -> None:
-    """Refuse a model whose outputs on the first ``probe`` clean examples are NaN or infinite.
-
-    Raises:
-        CheckpointError: naming the model and the first bad example.
-    """
-    x = data.x[:probe].to(device)
-    try:
-        with torch.no_grad():
-            out = model(x)
-    except RuntimeError as exc:  # e.g. a model for 28x28 digits given 32x32 colour images
-        from advframe.dataset import _expected_shape
-
-        first = (str(exc).splitlines() or ["RuntimeError"])[0]
-        want = _expected_shape(model)
-        expects = f", it expects {'x'.join(map(str, want))}" if want is not None else ""
-        raise CheckpointError(f"model '{name}' cannot run on '{getattr(data, 'name', 'the data')}' inputs of shape "
-                              f"{tuple(x.shape[1:])}{expects} ({_short(first, 160)}): pick the data set the model was "
-                              f"built for") from None
-    if not isinstance(out, torch.Tensor):
-        return
-    bad = ~torch.isfinite(out.reshape(out.shape[0], -1)).all(dim=1)
-    if bool(bad.any()):
-        raise CheckpointError(f"model '{name}' gives NaN or infinite outputs on clean example {int(bad.nonzero()[0])} "
-                              f"of '{getattr(data, 'name', 'the data')}': its weights or architecture are broken; "
-                              f"use another checkpoint")

@@ -11,7 +11,7 @@ import difflib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -24,19 +24,41 @@ from advframe.progress import ProgressCallback
 TARGET_MODES = ("random", "least_likely")
 
 
-def check_device(device: Any) -> torch.device:
-    """``device`` as a :class:`torch.device`, refusing a name torch does not know or CUDA without a GPU.
+DEVICE_TYPES = ("cpu", "cuda")
+
+
+def resolve_device(device: Any, option: str = "device") -> torch.device:
+    """The one device resolver: ``device`` as a :class:`torch.device`.
+
+    ``auto`` is cuda when a GPU is available, else cpu; ``cpu``, ``cuda`` and ``cuda:N``
+    are taken as they are. A name torch does not know, a device other than the CPU or
+    CUDA, or CUDA without a GPU is refused.
+
+    Args:
+        device: ``"auto"``, a device name or a :class:`torch.device`.
+        option: how the caller names the setting in the message: ``"device"`` for Python
+            callers (the value is quoted), ``"--device"`` for the command line.
 
     Raises:
         ParameterError: naming the device and the ones to use instead.
     """
+    cli = option.startswith("--")
+    named = f"{option} {device}" if cli else f"{option} {device!r}"
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ParameterError(f"device {device!r} is unknown: use 'cpu', 'cuda' or 'cuda:N'") from None
+        dev = None
+    if dev is None or dev.type not in DEVICE_TYPES:
+        raise ParameterError(f"{named} is unknown: use auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError(f"device {device!r}: no CUDA device is available here; use 'cpu'")
+        use = "--device cpu" if cli else "'cpu'"
+        raise ParameterError(f"{named}: no CUDA device is available here; use {use}")
     return dev
+
+
+_SettingsT = TypeVar("_SettingsT", bound="Settings")
 
 
 @dataclass(frozen=True)
@@ -44,7 +66,7 @@ class Settings:
     """Base of typed keyword settings: :meth:`of` refuses unknown keys and validates."""
 
     @classmethod
-    def of(cls, options: Mapping[str, Any]) -> Any:
+    def of(cls: type[_SettingsT], options: Mapping[str, Any]) -> _SettingsT:
         """Build from keyword settings; an unknown one is a :class:`ParameterError`."""
         known = [f.name for f in fields(cls)]
         for key in options:
@@ -70,7 +92,8 @@ class RunOptions(Settings):
             and ``{attack_name: {key: value}}`` for one attack (which wins).
         batch_size: examples per batch.
         limit: use only the first ``limit`` examples.
-        device: where to run.
+        device: where to run: ``auto`` (cuda when available), ``cpu``, ``cuda`` or ``cuda:N``
+            (see :func:`resolve_device`).
         seed: seeds random starts, random targets and noise, per batch position (see
             :func:`advframe.engine.attack_seed`).
         bounds: valid input range (default: the data set's, else (0, 1)).
@@ -93,7 +116,7 @@ class RunOptions(Settings):
     def validate(self) -> None:
         """Refuse settings no run can use."""
         check_seed_value(self.seed)
-        check_device(self.device)
+        resolve_device(self.device)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ParameterError(f"batch size {self.batch_size} is invalid: use a positive integer")
         if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
@@ -112,7 +135,9 @@ class EvalOptions(RunOptions):
             declare ``leaks_labels`` (one-step attacks reading the true label, Kurakin
             §4.2); ``True`` of every attack that reads the true label; ``False`` of none.
         state_path: a JSON file where partial sums are saved atomically after every
-            batch; an interrupted evaluation with the same settings resumes from it.
+            batch; an interrupted evaluation with the same settings resumes from it. A
+            path is deleted when the evaluation returns; a
+            :class:`~advframe.evaluation.ResumeState` is left to its caller to discard.
         model_name: the name to report (default: the registry name or class name).
         worst_case: worst-case robust accuracy over the attacks, in the given order: each
             attack runs only on the examples every earlier one failed on (see

@@ -210,6 +210,7 @@ def curves(evals: list[dict[str, Any]]) -> list[Curve]:
 
 
 def pct(v: float | None) -> str:
+    """A fraction as a percentage with one decimal (``0.971`` → ``97.1%``), or a dash for None."""
     return "—" if v is None else f"{100 * v:.1f}%"
 
 

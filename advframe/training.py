@@ -42,19 +42,21 @@ from advframe.augment import check_augment, offsets, shift
 from advframe.checkpoint import load_checkpoint, save_checkpoint
 from advframe.dataset import LabeledData, check_fits
 from advframe.defense import Defense
-from advframe.errors import CheckpointError, ParameterError
+from advframe.errors import CheckpointError, Hint, ParameterError
 from advframe.holdout import Monitor, best_epoch, collapse, holdout_split, subset
 from advframe.model import Model, architecture_state, as_model, describe_model, model_config
 from advframe.model_io import load_weights
-from advframe.options import Settings
+from advframe.options import Settings, resolve_device
 from advframe.params import check_seed_value
 from advframe.progress import ProgressCallback, emit
 from advframe.schedules import check_schedule, load_state, make_scheduler
+from advframe.ops import derive_seed
 from advframe.threat import ThreatModel
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 KEEP = ("last", "best")
 FORMAT = "advframe.train/1"
+OTHER_OUT = (Hint("out"), Hint("resume", True))  # the fixes of a checkpoint a run cannot resume from
 
 #: The training settings a defense may declare in its recipe (:attr:`Defense.recipe`).
 RECIPE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule",
@@ -117,7 +119,7 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
     A distributed loop takes every ``world_size``-th batch of this order on each rank.
     """
-    g = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(epoch)) % (2 ** 63))
+    g = torch.Generator().manual_seed(derive_seed(seed, epoch))
     return torch.randperm(n, generator=g)
 
 
@@ -162,7 +164,7 @@ def train_step(model: Model, defense: Defense, optimizer: torch.optim.Optimizer,
     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp):
         loss, stats = defense.training_loss(model, x, y, step)
     if not torch.isfinite(loss):
-        raise ParameterError(f"training diverged at step {step} (loss {float(loss)}): lower --lr")
+        raise ParameterError(f"training diverged at step {step} (loss {float(loss)}): lower {{lr}}", hint=Hint("lr"))
     (loss * scale if scale != 1.0 else loss).backward()
     optimizer.step()
     return float(loss.detach()), {k: float(v) for k, v in stats.items()}
@@ -331,16 +333,11 @@ class TrainOptions(Settings):
             raise ParameterError(f"max_steps must be >= 0, got {self.max_steps}")
 
     def torch_device(self) -> torch.device:
-        """The device to train on (``auto``: cuda when available); amp needs CUDA."""
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ParameterError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+        """The device to train on (:func:`~advframe.options.resolve_device`); amp needs CUDA."""
+        dev = resolve_device(self.device)
         if self.amp and dev.type != "cuda":
-            raise ParameterError("amp (bf16 autocast) needs a CUDA device: drop --amp or use --device cuda")
+            raise ParameterError("amp (bf16 autocast) needs a CUDA device: drop {amp} or use {device}",
+                                 hint=(Hint("amp", True), Hint("device", "cuda")))
         return dev
 
 
@@ -422,17 +419,19 @@ def _restore(path: Path, run: "_Training", expect: dict[str, Any]) -> dict[str, 
     tensors, meta = load_checkpoint(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"cannot resume from '{path}': it holds no training state (written by "
-                              f"something other than advframe.train); pass another --out or drop --resume")
+                              f"something other than advframe.train); pass another {{out}} or drop {{resume}}",
+                              hint=OTHER_OUT)
     for key, want in expect.items():
         have = meta.get(key) if key in ("model", "model_config", "defense", "defense_params") \
             else (meta.get("train_args") or {}).get(key)
         if have != want:
             raise CheckpointError(f"cannot resume from '{path}': it was trained with {key}={have!r}, this run "
-                                  f"asks for {want!r}; use the same settings or another --out")
+                                  f"asks for {want!r}; use the same settings or another {{out}}", hint=Hint("out"))
     missing = [k for k in ("optimizer_state", "scheduler_state", "rng.torch") if k not in meta and k not in tensors]
     if missing:
         raise CheckpointError(f"cannot resume from '{path}': it lacks the {' and the '.join(missing)} a resume "
-                              f"needs (a damaged or hand-made file); drop --resume or use another --out")
+                              f"needs (a damaged or hand-made file); drop {{resume}} or use another {{out}}",
+                              hint=OTHER_OUT)
     def part(prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
@@ -451,11 +450,12 @@ def _restore(path: Path, run: "_Training", expect: dict[str, Any]) -> dict[str, 
 
 def _refuse_watching_nothing(keep: str, stop_on_collapse: bool | None) -> None:
     """Refuse ``keep=best`` or an explicit ``stop_on_collapse`` when no holdout is watched."""
-    for asked, fix in ((keep == "best" and "keep=best", "keep=last"),
-                       (stop_on_collapse and "stop_on_collapse=True", "no stop_on_collapse")):
+    for asked, fix in ((keep == "best" and Hint("keep", "best"), Hint("keep", "last")),
+                       (stop_on_collapse and Hint("stop_on_collapse", True), Hint("stop_on_collapse", False))):
         if asked:
-            raise ParameterError(f"{asked} watches a held-out slice of the training data, and the holdout is 0: "
-                                 f"give a holdout (e.g. holdout=200) or ask for {fix}")
+            raise ParameterError(f"{{{asked.option}}} watches a held-out slice of the training data, and the holdout "
+                                 f"is 0: give a holdout (e.g. {{holdout}}) or ask for {{{fix.option}}}",
+                                 hint=(asked, Hint("holdout", 200), fix))
 
 
 # ---------------------------------------------------------------- the loop
@@ -525,7 +525,8 @@ class _Training:
             self.step, self.epoch, self.batch = int(meta["step"]), int(meta["epoch"]), int(meta["batch"])
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"cannot resume from '{self.path}': its training position (step, epoch, batch) "
-                                  f"is missing or damaged; pass another --out or drop --resume") from None
+                                  f"is missing or damaged; pass another {{out}} or drop {{resume}}",
+                                  hint=OTHER_OUT) from None
         self.history = list(meta.get("history") or [])
         self.sums = dict(meta.get("epoch_sums") or {})
         self.stopped = meta.get("stopped")

@@ -20,6 +20,7 @@ from advframe.engine import AttackSpec, Engine, Violation
 from advframe.errors import ParameterError
 from advframe.metrics import RunTally, ratio
 from advframe.model import Model
+from advframe.prepared import book
 from advframe.threat import ThreatModel
 
 
@@ -65,17 +66,12 @@ class WorstCase:
                 cell = tallies[key(i, j)]
                 cell.add(**cost)
                 row.add(**cost)
-                if rec.refusal is not None or rec.x_adv is None:
-                    if rec.refusal is not None:
-                        violations.append(rec.refusal)
-                        cell.add(violations=rec.refusal.examples, rejected_batches=1, rejected_examples=m,
-                                 failed_batches=int(rec.refusal.reason != "threat"))
+                if not book(cell, rec, m, violations):
                     continue
                 with torch.no_grad():
                     ok = model.predict(model(rec.x_adv)) == y[idx]
                 broke = int((~ok).sum())
                 cell.add(examples=m, clean_correct=m, top1=m - broke, flipped=broke, broke=broke)
-                cell.max_perturbation = max(cell.max_perturbation, rec.audit.max_perturbation if rec.audit else 0.0)
                 robust[idx[~ok]] = False
             row.add(top1=int(robust.sum()))
 
@@ -104,7 +100,7 @@ class WorstCase:
         return out
 
     def run_entry(self, i: int, j: int, tallies: dict[str, RunTally]) -> dict[str, Any]:
-        """Keys a run gets in a worst-case evaluation: what attack ``i`` added at eps ``j``."""
+        """The worst-case fields of attack ``i``'s run at eps ``j`` (see :class:`~advframe.evaluation.RunRow`)."""
         row = self.rows[str(j)]
         broken_so_far = sum(tallies[key(k, j)].broke for k in range(i + 1))
         return {"worst_case_step": i + 1, "broke": tallies[key(i, j)].broke,

@@ -77,7 +77,7 @@ def main() -> None:
                                    params={"steps": STEPS})
         if checks:
             run_checks(model, (x, y), result)
-        return [r["top1"] for r in result.runs]
+        return [r.top1 for r in result.runs]
 
     sides = {"bare": lambda: bare_evaluation(net, x, y, grid, args.batch),
              "advframe": lambda: advframe_eval(False),

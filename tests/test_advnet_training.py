@@ -13,7 +13,7 @@ from advframe.threat import ThreatModel
 from advframe_advnet.attack import load_generator
 from advframe_advnet.defense import AdversarialNetworks
 from advframe_advnet.fixed import GeneratorTrainConfig, train_generator
-from tests.conftest import invoke, run_cli
+from tests.helpers import invoke, run_cli
 
 ADVNET = {"width": 2, "eps": 0.3}
 KW = {"epochs": 2, "batch_size": 16, "lr": 0.01, "optimizer": "sgd", "momentum": 0.9, "seed": 3}
@@ -108,7 +108,7 @@ def test_generator_training_resumes_exactly_and_feeds_the_generator_attack(tmp_p
     attack = advframe.get_attack("generator", checkpoint=str(tmp_path / "g.safetensors"))
     result = advframe.evaluate(model, tiny(100, "test"), attacks=[attack], eps=[0.3], batch_size=100)
     run = result.run("generator", 0.3)
-    assert run["violations"] == 0 and run["gradient_evaluations"] == 0
+    assert run.violations == 0 and run.gradient_evaluations == 0
     with pytest.raises(CheckpointError, match="generator_config"):
         train_generator(model, data, out=tmp_path / "h.safetensors", resume=True, **{**kw, "width": 4})
 

@@ -10,7 +10,7 @@ from safetensors.numpy import save_file
 
 import advframe
 from advframe.errors import DataError
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def digits(n: int = 40) -> tuple[np.ndarray, np.ndarray]:

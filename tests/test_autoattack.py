@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import advframe
-from advframe.errors import AdvframeError, ParameterError
+from advframe.errors import ParameterError
 from advframe.model import Classifier
 from advframe.plugins import PluginHost
-from advframe.testing import toy_model
+from advframe.testing import CountingModel, toy_model
 from advframe.threat import ThreatModel
 from advframe_autoattack.apgd import checkpoints
 from advframe_autoattack._square_ops import p_schedule, side
@@ -25,40 +25,18 @@ from advframe_autoattack.apgd_attacks import APGDCE, APGDDLR, APGDT
 from advframe_autoattack.fab import FABT
 from advframe_autoattack.square import Square
 from advframe_gradient.losses import dlr_loss, margin_loss, targeted_dlr_loss
-from conftest import FAST_ATTACK_PARAMS
+from tests.helpers import FAST_ATTACK_PARAMS
 
 D = 12
 
 
-class Counting(Classifier):
-    """A logits classifier counting forward calls, rows forwarded and backward passes."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner = inner
-        self.forwards = 0
-        self.rows = 0
-        self.backwards = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.forwards += 1
-        self.rows += x.shape[0]
-        out = self.inner(x)
-        if out.requires_grad:
-            out.register_hook(self._count)
-        return out
-
-    def _count(self, grad: torch.Tensor) -> None:
-        self.backwards += 1
-
-
-def affine(classes: int, seed: int = 0, d: int = D) -> tuple[nn.Linear, Counting]:
+def affine(classes: int, seed: int = 0, d: int = D) -> tuple[nn.Linear, CountingModel]:
     g = torch.Generator().manual_seed(seed)
     lin = nn.Linear(d, classes)
     with torch.no_grad():
         lin.weight.copy_(torch.randn(classes, d, generator=g))
         lin.bias.zero_()
-    return lin, Counting(lin).eval()
+    return lin, CountingModel(lin).eval()
 
 
 def inputs(n: int = 8, seed: int = 1, d: int = D) -> torch.Tensor:
@@ -101,7 +79,7 @@ def test_checkpoints_follow_the_papers_recursion():
     assert checkpoints(0) == []
 
 
-def binary_far_from_boundary(norm: str, eps: float) -> tuple[Counting, torch.Tensor, torch.Tensor, torch.Tensor]:
+def binary_far_from_boundary(norm: str, eps: float) -> tuple[CountingModel, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A 2-class affine model whose worst point in the eps-ball is still class 0, and
     the closed-form maximum of the cross-entropy: softplus(v·x + b + eps ||v||_dual)."""
     lin, model = affine(2)
@@ -143,7 +121,7 @@ def test_apgd_restarts_and_early_stops_count_exactly():
     model, x, y, _ = binary_far_from_boundary("linf", eps)
     threat = ThreatModel(norm="linf", eps=eps, bounds=(-10.0, 10.0))
     attack = APGDCE(steps=7, restarts=3)
-    model.backwards = 0
+    model.reset()
     attack(model, x, y, threat)
     assert attack.gradient_evaluations == model.backwards == 3 * 8
     # a huge eps fools every example at its first step: 2 gradient evaluations, 1 run
@@ -217,7 +195,7 @@ def test_apgd_ce_uses_the_models_own_loss():
 
 
 # -- FAB ---------------------------------------------------------------------------
-def binary_affine() -> tuple[Counting, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def binary_affine() -> tuple[CountingModel, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A 2-class affine model: f(x) = (w_1 - w_0)·x + (b_1 - b_0), its inputs and predictions."""
     lin, model = affine(2, seed=5)
     with torch.no_grad():
@@ -297,7 +275,7 @@ def test_fab_spends_steps_gradients_per_target_and_restart(norm):
     # nothing breaks, so each run hands back no point to project (an empty batch: l2 used to raise)
     threat = ThreatModel(norm=norm, eps=1e-5, bounds=(-10.0, 10.0))
     attack = FABT(steps=6, restarts=2, n_target_classes=3, final_search=4)
-    model.backwards = model.forwards = 0
+    model.reset()
     x_adv = attack(model, x, y, threat)
     assert torch.equal(x_adv, x)
     assert attack.gradient_evaluations == model.backwards == 3 * 2 * 6
@@ -316,9 +294,9 @@ def test_square_schedule_halves_p_at_the_papers_iterations():
     assert side(0.8 / 512, 784, 1, 3, 28, odd=True) == 3
 
 
-def image_model(seed: int = 3) -> tuple[Counting, torch.Tensor, torch.Tensor]:
+def image_model(seed: int = 3) -> tuple[CountingModel, torch.Tensor, torch.Tensor]:
     torch.manual_seed(seed)
-    model = Counting(nn.Sequential(nn.Flatten(), nn.Linear(64, 24), nn.ReLU(), nn.Linear(24, 5))).eval()
+    model = CountingModel(nn.Sequential(nn.Flatten(), nn.Linear(64, 24), nn.ReLU(), nn.Linear(24, 5))).eval()
     g = torch.Generator().manual_seed(seed + 1)
     x = torch.rand(12, 1, 8, 8, generator=g)
     y = model.predict(model(x)).detach()
@@ -332,7 +310,7 @@ def test_square_query_count_is_exact(norm):
     queries = 40
     threat = ThreatModel(norm=norm, eps=1e-4)  # too small to fool anyone
     attack = Square(queries=queries, seed=0)
-    model.forwards = model.rows = model.backwards = 0
+    model.reset()
     x_adv = attack(model, x, y, threat)
     assert threat.audit(x_adv, x).ok
     assert torch.equal(model.predict(model(x_adv))[2:], y[2:])
@@ -351,7 +329,7 @@ def test_square_stops_each_example_once_fooled(norm):
     queries = 200
     threat = ThreatModel(norm=norm, eps=0.5 if norm == "linf" else 4.0)
     attack = Square(queries=queries, seed=1)
-    model.forwards = model.rows = 0
+    model.reset()
     x_adv = attack(model, x, y, threat)
     fooled = model.predict(model(x_adv)) != y
     assert threat.audit(x_adv, x).ok and fooled.float().mean() > 0.5

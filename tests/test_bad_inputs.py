@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import invoke, run_cli
+from tests.helpers import invoke, run_cli
 
 # ---------------------------------------------------------------- files the rows need
 
@@ -259,7 +259,7 @@ DATA_ROWS = [
     Row("data-dir-missing", EVAL + ["--dataset", "mnist", "--data-dir", "{tmp}/nowhere"], ["{tmp}/nowhere"]),
     Row("data-dir-is-file", EVAL + ["--dataset", "mnist", "--data-dir", "{tmp}/f"], ["{tmp}/f"], a_file("f")),
     Row("data-dir-needed", EVAL + ["--dataset", "mnist"], ["--data-dir"]),
-    Row("shape-eval", EVAL + ["--dataset", "cifar10", "--data-dir", "{tmp}/cifar"], ["(3, 32, 32)", "mnist_cnn_standard"],
+    Row("shape-eval", EVAL + ["--dataset", "cifar10", "--data-dir", "{tmp}/cifar"], ["3x32x32", "mnist_cnn_standard"],
         cifar_dir),
     Row("shape-train", TRAIN + ["--model", "cifar_cnn"], ["1x28x28", "3x32x32"]),
     Row("shape-transfer", ["transfer", "--no-progress", "--untrained", "--source", "cifar_cnn", "--target-model", "cifar_cnn"],
@@ -481,7 +481,7 @@ ARRAY_ROWS = [
     Row("array-negative-label", EVAL + UT + ARR, ["label -2"], npz(y=np.array([0, 1, -2, 3, 4, 5]))),
     Row("array-missing", EVAL + UT + ["--dataset", "{tmp}/none.npz"], ["{tmp}/none.npz"]),
     Row("array-not-npz", EVAL + UT + ARR, ["{tmp}/d.npz"], a_file("d.npz", "garbage")),
-    Row("array-shape-not-model", EVAL + UT + ARR, ["(3, 8, 8)", "1x28x28"],
+    Row("array-shape-not-model", EVAL + UT + ARR, ["3x8x8", "1x28x28"],
         npz(x=np.full((6, 3, 8, 8), 0.5, np.float32))),
     Row("train-array-label-beyond-model", TRAIN + ARR, ["label 15", "10 classes"],
         npz(x_train=np.full((6, 1, 28, 28), 0.5, np.float32), y_train=np.array([0, 1, 2, 3, 4, 15]))),

@@ -3,7 +3,7 @@ on the embedded model."""
 
 import advframe
 from advframe import plugins
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 DESIGN_NAMES = ["fgsm", "fgsm_pred", "step_ll", "step_rnd", "fast_entropy", "fast_grad_l2", "fast_grad_linf",
                 "rand_sign", "rand_normal", "iter_basic", "iter_ll", "pgd", "mim", "cw_l2", "lbfgs", "deepfool"]
@@ -33,7 +33,7 @@ def test_pgd_accuracy_does_not_rise_with_eps_on_the_embedded_model():
     data = advframe.load_dataset("mnist5k", split="test").take(200)
     grid = [0.0, 0.05, 0.1, 0.2, 0.3]
     r = advframe.evaluate(model, data, attacks=["pgd"], eps=grid, params={"steps": 10}, batch_size=200)
-    top1 = [r.run("pgd", e)["top1"] for e in grid]
+    top1 = [r.run("pgd", e).top1 for e in grid]
     assert top1[0] == r.clean_top1
     assert all(b <= a for a, b in zip(top1, top1[1:])), top1
     assert top1[-1] < 0.05

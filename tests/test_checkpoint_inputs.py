@@ -116,7 +116,7 @@ ROWS = {
     "non-finite weights": (nan_weights, "'features.0.weight' holds NaN"),
     "non-finite outputs": (inf_outputs, "NaN or infinite outputs on clean example 0"),
     "data of the wrong shape": (lambda tmp: [*EVAL, "--model", "cifar_cnn", "--untrained"],
-                                "cannot run on 'mnist5k' inputs of shape (1, 28, 28)"),
+                                "has inputs of shape 1x28x28 but model 'cifar_cnn' expects 3x32x32"),
     "untrained architecture": (args_only("--model", "mnist_cnn"), "--untrained"),
     "bad --normalize": (args_only("--normalize", "0.5"), "--normalize '0.5'"),
     "bad --arch": (args_only("--arch", "os.system"), "--arch 'os.system'"),

@@ -327,7 +327,7 @@ def test_every_applicable_check_passes_on_the_standard_model(standard):
     assert checks["no_gradient_in_forward"].status == "pass"
     assert "z = " in checks["monotone_in_eps"].evidence
     assert f"first {SUBSET} examples" in checks["unbounded_attack_wins"].evidence
-    assert result.run("iter_basic", 0.3)["top1"] < 0.5  # the standard model is not robust
+    assert result.run("iter_basic", 0.3).top1 < 0.5  # the standard model is not robust
 
 
 @pytest.mark.parametrize("wrapper", [Quantised, Saturated])
@@ -337,8 +337,8 @@ def test_masked_gradients_look_robust_but_trip_checks(standard, wrapper):
     result, checks = evaluate_and_check(model, data, attacks=["fgsm", "iter_basic"], eps=[0.1, 0.3],
                                          label_leaks=False)
     # robust by its accuracy ...
-    assert result.run("iter_basic", 0.3)["top1"] > 0.8
-    assert result.run("fgsm", 0.3)["top1"] > 0.8
+    assert result.run("iter_basic", 0.3).top1 > 0.8
+    assert result.run("fgsm", 0.3).top1 > 0.8
     # ... but the checks see through it
     assert checks["gradient_health"].status == "warn", checks["gradient_health"].evidence
     assert checks["unbounded_attack_wins"].status == "warn", checks["unbounded_attack_wins"].evidence
@@ -375,12 +375,13 @@ def test_cli_shows_checks_and_writes_them(tmp_path):
 
     out = tmp_path / "r.json"
     res = CliRunner().invoke(build_app(), ["eval", "--attack", "fgsm", "--eps", "0.1", "--eps", "0.3", "--limit",
-                                           "200", "--device", "cpu", "--no-progress", "--output", str(out)])
+                                           "200", "--device", "cpu", "--no-progress", "--output", str(out),
+                                           "--checks-detail"])
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
     assert [c["name"] for c in doc["checks"]] == list(CHECKS)
     assert all(c["status"] in ("pass", "not_applicable") for c in doc["checks"]), doc["checks"]
-    assert "gradient_health" in res.output and "checks" in res.output
+    assert all(name in res.output for name in CHECKS) and "checks" in res.output  # every check, with its evidence
     res = CliRunner().invoke(build_app(), ["eval", "--attack", "fgsm", "--eps", "0.1", "--limit", "50",
                                            "--device", "cpu", "--no-progress", "--no-checks", "--output", str(out)])
     assert res.exit_code == 0, res.output
@@ -452,3 +453,19 @@ def test_a_checker_taking_a_built_in_check_name_or_without_checks_is_refused(mon
     info = host.add(_checker_plugin(Empty), "empty_plugin")
     assert "'checks' must be a non-empty tuple" in info.errors[0]
     assert host.registry.names("checks") == ["honesty"]
+
+
+def test_checks_read_a_documents_entries_as_rows(tiny):
+    # a result holding a loaded document's entries (dicts, one with a key a plugin added) is read like rows
+    from types import SimpleNamespace
+
+    from advframe.evaluation import RunRow
+
+    net, data = tiny
+    runs = [_run("pgd", 0.1, 0.20), _run("pgd", 0.3, 0.50, plugin_score=1)]
+    duck = SimpleNamespace(runs=runs, examples=200, clean_top1=0.9, clean_top5=1.0, checks=[],
+                           meta={"seed": 0, "bounds": [0.0, 1.0]})
+    (check,) = run_checks(net, data, duck, only=["monotone_in_eps"])
+    assert check.status == "warn" and check == _status(tiny, runs, "monotone_in_eps")
+    rows = _fake(runs).runs
+    assert all(isinstance(r, RunRow) for r in rows) and rows[1].extra == {"plugin_score": 1}

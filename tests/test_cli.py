@@ -1,13 +1,14 @@
 """The CLI: the results document through the real console script, and one-line errors with exit 2
 (in-process through the console script's entry point, but for one that runs the script itself)."""
 
+import io
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import invoke, run_cli
+from tests.helpers import invoke, run_cli
 
 RUN_KEYS = {"attack", "eps", "norm", "targeted", "params", "top1", "top5", "success_rate", "accuracy_ratio",
             "label_leaks", "max_perturbation", "violations", "gradient_evaluations", "seconds"}
@@ -113,3 +114,48 @@ def test_ci_runs_the_readme_test_command():
     test_command = blocks[1].strip()
     assert "pytest" in test_command
     assert test_command in (root / ".ci" / "run").read_text().splitlines()
+
+
+def readme_default_command() -> list[str]:
+    """The README's first command, ``advframe eval ...`` after the install steps, as arguments."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    first = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)[0]
+    command = first.split("&&")[-1].split()
+    assert command[:2] == ["advframe", "eval"], first
+    return command[1:]
+
+
+def test_readme_default_command_reads_in_one_screen():
+    # the README's command as it is, on a prefix of the data: the same bars, tables and lines
+    proc = run_cli(*readme_default_command(), "--limit", "50")
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    summary = [ln for ln in lines if "--checks-detail for the evidence" in ln]
+    assert len(summary) == 1 and re.match(r"\d+ checks passed", summary[0]), proc.stdout
+    assert "warning(s)" not in proc.stdout  # every check passed or did not apply: no table of them
+    assert len(lines) <= 30, "\n".join(lines)
+
+
+CHECKS = [{"name": "a_check", "status": "pass", "evidence": "Evidence of a.", "source": "Someone 2019, A paper"},
+          {"name": "b_check", "status": "warn", "evidence": "Evidence of b.", "source": "Other 2020, B paper"},
+          {"name": "c_check", "status": "not_applicable", "evidence": "Evidence of c.", "source": "X 2017, C"}]
+
+
+def rendered(renderable) -> str:
+    from rich.console import Console
+
+    console = Console(width=160, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_checks_that_pass_are_one_line_and_warnings_are_shown_in_full():
+    from advframe.cli.render import checks_view
+
+    text = rendered(checks_view(CHECKS))
+    assert "Evidence of b." in text and "Other 2020" in text and "1 warning(s) of 3 checks" in text
+    assert "Evidence of a." not in text and "Evidence of c." not in text
+    assert "1 check passed, 1 not applicable (c_check), 1 shown above; --checks-detail for the evidence" in text
+    everything = rendered(checks_view(CHECKS, detail=True))
+    assert all(f"Evidence of {n}." in everything for n in "abc") and "checks passed" not in everything
+    assert rendered(checks_view(CHECKS[:1])).strip() == "1 check passed; --checks-detail for the evidence"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import advframe
-from tests.conftest import invoke, run_cli
+from tests.helpers import invoke, run_cli
 
 
 def test_version():

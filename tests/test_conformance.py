@@ -14,7 +14,7 @@ import pytest
 import advframe
 from advframe import plugins
 from advframe.testing import check_attack
-from conftest import FAST_ATTACK_PARAMS
+from tests.helpers import FAST_ATTACK_PARAMS
 
 #: Attacks that cannot run without a file the user trains first (the generator runs through
 #: evaluate, with the engine's audit, in test_advnet_training.py).

@@ -24,7 +24,7 @@ from advframe.checkpoint import read_metadata
 from advframe.dataset import LabeledData
 from advframe.distributed import free_port
 
-from conftest import run_process
+from tests.helpers import run_process
 
 pytest.importorskip("advframe_zoo")
 

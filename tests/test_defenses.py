@@ -183,5 +183,5 @@ def test_label_leaks_counted_for_fgsm_on_fgsm_at_model():
         pred = model(test.x).argmax(1)
     true_ok = model(fgsm(model, test.x, test.y, threat)).argmax(1) == test.y
     twin_ok = model(fgsm(model, test.x, pred, threat)).argmax(1) == test.y
-    assert run["label_leaks"] == int((true_ok & ~twin_ok).sum())
-    assert run["label_leaks"] is not None and run["label_leaks"] >= 0
+    assert run.label_leaks == int((true_ok & ~twin_ok).sum())
+    assert run.label_leaks is not None and run.label_leaks >= 0

@@ -20,7 +20,7 @@ import torch
 from advframe.checkpoint import load_checkpoint, read_metadata
 from advframe.distributed import free_port
 
-from conftest import console_script, run_cli, run_process
+from tests.helpers import console_script, run_cli, run_process
 
 pytestmark = pytest.mark.slow
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from advframe.cli import main
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)  # top-level fences only (not inside admonitions)

@@ -18,6 +18,7 @@ import advframe
 import advframe.plugins
 from advframe.errors import ParameterError
 from advframe.model import Classifier
+from advframe.testing import CountingModel
 from advframe.threat import ThreatModel
 
 
@@ -30,26 +31,6 @@ def ce_gradient(layer: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> torch.Ten
     """Closed form: ∇x CE(Wx + b, y) = W^T (softmax(Wx + b) - onehot(y))."""
     p = torch.softmax(x @ layer.weight.T + layer.bias, dim=1)
     return (p - F.one_hot(y, layer.out_features).float()) @ layer.weight
-
-
-class Counting(Classifier):
-    """Wraps a model and counts forward passes and backward passes through it."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner = inner
-        self.forwards = 0
-        self.backwards = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.forwards += 1
-        out = self.inner(x)
-        if out.requires_grad:
-            out.register_hook(self._count)
-        return out
-
-    def _count(self, grad: torch.Tensor) -> None:
-        self.backwards += 1
 
 
 def mlp(seed: int = 0, d: int = 10, k: int = 5) -> nn.Module:
@@ -157,7 +138,7 @@ def test_kurakin_schedule_small_eps():
     (MIM(steps=4), "l2", 4),
 ])
 def test_iterative_attacks_spend_exactly_their_steps(attack, norm, expected):
-    model = Counting(mlp())
+    model = CountingModel(mlp())
     x, y = torch.rand(8, 10), torch.randint(0, 5, (8,))
     attack(model, x, y, ThreatModel(norm, 0.1, (0.0, 1.0)))
     assert model.backwards == expected
@@ -168,11 +149,11 @@ def test_iterative_attacks_spend_exactly_their_steps(attack, norm, expected):
 
 
 def test_targeted_iterative_attacks_spend_exactly_their_steps():
-    model = Counting(mlp())
+    model = CountingModel(mlp())
     x, t = torch.rand(8, 10), torch.randint(0, 5, (8,))
     threat = ThreatModel("linf", 0.1, (0.0, 1.0), targeted=True)
     for attack, n in ((IterBasic(steps=3), 3), (PGD(steps=4), 4), (MIM(steps=5), 5)):
-        model.backwards = 0
+        model.reset()
         attack(model, x, t, threat, target=t)
         assert model.backwards == n
 
@@ -182,7 +163,7 @@ def test_targeted_iterative_attacks_spend_exactly_their_steps():
 def test_one_step_grid_costs_one_gradient(name):
     params = {"seed": 1} if name == "step_rnd" else {}
     attack = advframe.get_attack(name, **params)
-    model = Counting(mlp())
+    model = CountingModel(mlp())
     x, y = torch.rand(8, 10), torch.randint(0, 5, (8,))
     threats = [ThreatModel(attack.norms[0], e, (0.0, 1.0)) for e in (0.0, 0.05, 0.1, 0.3)]
     crafted = attack.grid(model, x, y, threats)
@@ -197,7 +178,7 @@ def test_one_step_grid_costs_one_gradient(name):
 
 
 def test_one_step_grid_of_zero_eps_spends_nothing():
-    model = Counting(mlp())
+    model = CountingModel(mlp())
     attack = FGSM()
     x = torch.rand(3, 10)
     crafted = attack.grid(model, x, torch.zeros(3, dtype=torch.long), [ThreatModel("linf", 0.0)] * 2)
@@ -410,7 +391,7 @@ def test_loss_parameter_errors_name_the_value_and_the_class_counts():
 
 
 def test_loss_parameter_keeps_the_gradient_budget():
-    model = Counting(mlp(seed=25))
+    model = CountingModel(mlp(seed=25))
     x, y = torch.rand(8, 10), torch.randint(0, 5, (8,))
     attack = PGD(loss="dlr", steps=7, restarts=2)
     attack(model, x, y, ThreatModel("l2", 0.5, (0.0, 1.0)))

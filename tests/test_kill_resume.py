@@ -28,12 +28,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
 
 from advframe.checkpoint import load_checkpoint, read_metadata
 
-from conftest import console_script
+from tests.helpers import console_script
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 TRAIN = ["train", "--model", "mnist_cnn", "--model-param", "width=0.25", "--epochs", "2", "--batch-size", "500",

@@ -37,7 +37,7 @@ def test_eps_is_measured_in_pixel_space():
     assert torch.allclose(delta[delta > 0], torch.tensor(eps), atol=1e-6)
     assert float(delta.max()) == pytest.approx(eps, abs=1e-6)       # not eps * 0.1 or eps * 0.25
     result = advframe.evaluate(model, (x, y), attacks=["fgsm"], eps=[eps])
-    assert result.run("fgsm", eps)["max_perturbation"] == pytest.approx(eps, abs=1e-6)
+    assert result.run("fgsm", eps).max_perturbation == pytest.approx(eps, abs=1e-6)
 
 
 def test_decision_rule_is_the_wrapped_models():

@@ -14,26 +14,9 @@ from torch import nn
 
 import advframe
 from advframe.errors import ParameterError
-from advframe.model import Classifier
+from advframe.testing import CountingModel
 
 D = 12
-
-
-class Counting(Classifier):
-    """Logits classifier that counts backward passes reaching its input."""
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.module = module
-        self.backward_passes = 0
-
-    def _count(self, grad: torch.Tensor) -> None:
-        self.backward_passes += 1
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.requires_grad:
-            x.register_hook(self._count)
-        return self.module(x)
 
 
 class Codeword(nn.Module):
@@ -64,13 +47,13 @@ class Codeword(nn.Module):
         return self.scores(outputs).argmax(dim=1)
 
 
-def linear(classes: int, seed: int = 0) -> Counting:
+def linear(classes: int, seed: int = 0) -> CountingModel:
     g = torch.Generator().manual_seed(seed)
     lin = nn.Linear(D, classes)
     with torch.no_grad():
         lin.weight.copy_(torch.randn(classes, D, generator=g))
         lin.bias.copy_(torch.randn(classes, generator=g) * 0.1)
-    return Counting(lin).eval()
+    return CountingModel(lin).eval()
 
 
 def inputs(n: int = 6, seed: int = 1) -> torch.Tensor:
@@ -82,9 +65,9 @@ def wide(eps: float = 100.0, targeted: bool = False, norm: str = "l2", bounds=(-
     return advframe.ThreatModel(norm=norm, eps=eps, bounds=bounds, targeted=targeted)
 
 
-def binary_geometry(model: Counting, x: torch.Tensor):
+def binary_geometry(model: CountingModel, x: torch.Tensor):
     """w = w1 - w0, f(x) = z1 - z0 of a 2-class affine model."""
-    lin = model.module
+    lin = model.inner.module
     w = (lin.weight[1] - lin.weight[0]).detach()
     f = (x @ w + (lin.bias[1] - lin.bias[0])).detach()
     return w, f
@@ -135,13 +118,13 @@ def test_deepfool_binary_affine_matches_closed_form():
     expected = -(1.02 * (f.abs() / w.norm() + 1e-4) * f.sign()).unsqueeze(1) * (w / w.norm())
     torch.testing.assert_close(x_adv - x, expected, rtol=1e-4, atol=1e-5)
     assert (predict(model, x_adv) != y).all()
-    assert attack.gradient_evaluations == model.backward_passes == 1
+    assert attack.gradient_evaluations == model.backwards == 1
 
 
 def test_deepfool_multiclass_affine_finds_nearest_boundary_l2_and_linf():
     model, x = linear(5, seed=4), inputs(8, seed=5)
     y = predict(model, x)
-    lin = model.module
+    lin = model.inner.module
     z = lin(x).detach()
     dw = lin.weight.detach().unsqueeze(0) - lin.weight.detach()[y].unsqueeze(1)  # (n, K, D)
     dz = (z - z.gather(1, y.view(-1, 1))).abs()
@@ -160,7 +143,7 @@ def test_deepfool_stops_active_examples_and_counts_backward_passes():
     y = predict(model, x)
     attack = advframe.get_attack("deepfool", nb_candidate=3, max_iter=5)
     x_adv = attack(model, x, y, wide(eps=0.05))
-    assert attack.gradient_evaluations == model.backward_passes == 2  # one iteration, 3 - 1 candidates
+    assert attack.gradient_evaluations == model.backwards == 2  # one iteration, 3 - 1 candidates
     report = wide(eps=0.05).audit(x_adv, x)
     assert report.violations == 0 and report.max_perturbation <= 0.05 + 1e-6
 
@@ -179,7 +162,7 @@ def test_cw_untargeted_close_to_minimal_perturbation_on_affine_model():
     assert (predict(model, x_adv) != y).all()
     assert (ratio >= 1 - 1e-3).all(), ratio  # nothing beats the closed-form minimum
     assert (ratio <= 1.12).all() and ratio.median() <= 1.03, ratio
-    assert attack.gradient_evaluations == model.backward_passes > 0
+    assert attack.gradient_evaluations == model.backwards > 0
 
 
 @pytest.mark.parametrize("kind", ["linear", "codeword"])
@@ -196,7 +179,7 @@ def test_cw_targeted_reaches_target(kind):
     assert (predict(model, x_adv) == target).all()
     assert threat.audit(x_adv, x).violations == 0
     if kind == "linear":
-        lin = model.module
+        lin = model.inner.module
         z = lin(x).detach()
         dw = (lin.weight[target] - lin.weight[y]).detach()
         bound = (z.gather(1, y.view(-1, 1)) - z.gather(1, target.view(-1, 1))).squeeze(1) / dw.norm(dim=1)
@@ -251,7 +234,7 @@ def test_lbfgs_targeted_reaches_target_on_three_class_model():
     x_adv = attack(model, x, y, threat, target=target)
     assert (predict(model, x_adv) == target).all()
     assert threat.audit(x_adv, x).violations == 0
-    assert attack.gradient_evaluations == model.backward_passes > 0
+    assert attack.gradient_evaluations == model.backwards > 0
 
 
 def test_lbfgs_round_matches_closed_form_minimiser_and_shrinks_with_c():
@@ -304,7 +287,7 @@ def test_results_pass_audit_and_count_backward_passes(name, params, eps):
     x_adv = attack(model, x, y, threat)
     assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
     assert threat.audit(x_adv, x).violations == 0
-    assert attack.gradient_evaluations == model.backward_passes > 0
+    assert attack.gradient_evaluations == model.backwards > 0
 
 
 # -- the embedded MNIST model ---------------------------------------------------------------

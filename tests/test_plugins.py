@@ -9,7 +9,7 @@ import pytest
 import advframe
 from advframe import plugins
 from advframe.errors import PluginError, UnknownNameError
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 GOOD = """
 import advframe

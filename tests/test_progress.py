@@ -12,30 +12,18 @@ from torch import nn
 import advframe
 from advframe.cli import main, render
 from advframe.progress import ProgressEvent
-
-
-class CountingNet(nn.Module):
-    """A linear classifier over 8 classes that counts its forward calls."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Linear(6, 8)
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        return self.net(x)
+from advframe.testing import CountingModel
 
 
 def test_evaluate_reports_examples_and_starts_before_the_first_batch():
     torch.manual_seed(0)
-    net = CountingNet()
+    net = CountingModel(nn.Linear(6, 8))  # a linear classifier over 8 classes that counts its forward calls
     x = torch.rand(70, 6)
     y = net(x).argmax(1)
-    net.calls = 0
+    net.reset()
     seen = []
     advframe.evaluate(net, (x, y), attacks=["fgsm"], eps=[0.1], batch_size=30,
-                      progress=lambda e: seen.append((e.task, e.completed, e.total, net.calls)))
+                      progress=lambda e: seen.append((e.task, e.completed, e.total, net.forwards)))
     assert seen[0] == ("evaluate", 0, 70, 0)  # before the model ran at all: the bar's clock starts with the work
     assert [s[1] for s in seen] == [0, 30, 60, 70]  # examples, not batches (the last batch holds 10)
     assert all(s[2] == 70 for s in seen)

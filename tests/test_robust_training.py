@@ -286,7 +286,7 @@ def test_a_collapse_stops_training_and_keeps_the_best_epoch(monkeypatch, tmp_pat
 
 
 def test_the_cli_says_so_in_one_line(monkeypatch, tmp_path):
-    from tests.conftest import invoke
+    from tests.helpers import invoke
 
     scripted(monkeypatch, robust=[0.4, 0.7, 0.05], clean=[0.8, 0.9, 0.97])
     out = tmp_path / "fast.safetensors"

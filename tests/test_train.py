@@ -241,7 +241,7 @@ def test_advframe_train_is_the_training_function():
 
 def test_cli_train_limit_trains_on_a_prefix(tmp_path):
     from advframe.checkpoint import read_metadata
-    from tests.conftest import invoke
+    from tests.helpers import invoke
 
     out = tmp_path / "m.safetensors"
     done = invoke(["train", "--model", "mnist_cnn", "--model-param", "width=0.25", "--limit", "300", "--epochs", "1",

@@ -156,7 +156,7 @@ def test_report_joins_an_eval_and_a_transfer_of_the_same_checkpoint(tmp_path: An
     # both commands name the checkpoint alike ('m (mnist_cnn)'), so the white-box/black-box
     # table has one row for it, holding the eval's white-box and the transfer's black-box cells
     from advframe.report import layout_tables, load_documents
-    from tests.conftest import invoke
+    from tests.helpers import invoke
 
     torch.manual_seed(0)
     for name in ("m", "n"):

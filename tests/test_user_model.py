@@ -13,7 +13,7 @@ import advframe
 from advframe.checkpoint import load_checkpoint, save_checkpoint
 from advframe.dataset import LabeledData
 from advframe.errors import CheckpointError
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 NET = '''
 from torch import nn
@@ -72,7 +72,7 @@ def test_trained_in_python_evaluated_by_the_console_script(usernet, tmp_path):
     doc = json.loads(out.read_text())
     assert doc["model"] == "mynet (usernet_mod:Net)"
     assert doc["clean"]["top1"] == py.clean_top1 and doc["clean"]["top1"] > 0.5
-    assert doc["runs"][0]["top1"] == py.run("fgsm", 0.1)["top1"]
+    assert doc["runs"][0]["top1"] == py.run("fgsm", 0.1).top1
 
     # without --arch: one line naming the exact --arch to pass
     proc = run_cli("eval", "--model", str(path), "--attack", "fgsm", "--eps", "0.1", "--limit", "10", "--no-progress")
@@ -119,7 +119,7 @@ def test_a_dangerous_import_path_in_a_checkpoint_is_never_imported(evil, tmp_pat
     path = tmp_path / "evil.safetensors"
     save_checkpoint(path, {"model.weight": torch.zeros(10, 784), "model.bias": torch.zeros(10)},
                     {"model": None, "arch": "evilmod_x:Net", "model_config": {"in_features": 784, "out_features": 10}})
-    with pytest.raises(CheckpointError, match="pass --arch evilmod_x:Net"):
+    with pytest.raises(CheckpointError, match="pass arch=evilmod_x:Net"):  # the CLI says --arch, below
         advframe.load_model(path)
     assert "evilmod_x" not in sys.modules and not evil.exists()
     proc = run_cli("eval", "--model", str(path), "--attack", "fgsm", "--limit", "10", "--no-progress")

@@ -3,11 +3,9 @@
 import json
 
 import pytest
-import torch
-from torch import nn
 
 import advframe
-from conftest import run_cli
+from tests.helpers import run_cli
 
 # Attacks whose result for an example does not depend on the other examples of its batch
 # (no random draw shaped like the batch), so running one on fewer examples changes nothing.
@@ -19,21 +17,13 @@ def params(attacks):
     return {a: PARAMS[a] for a in attacks if a in PARAMS}
 
 
-def problem(n=60, d=10, k=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Linear(d, 16), nn.ReLU(), nn.Linear(16, k))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g))
-    x = torch.rand(n, d, generator=g)
-    y = net(x).argmax(1)
-    y[::7] = (y[::7] + 1) % k  # some clean errors
-    return net.eval(), x, y
+# the problem fixture's MLP: 16 hidden units, inputs over the whole box, every 7th label a clean mistake
+MLP = {"d": 10, "hidden": 16, "margin": 0.0, "wrong": slice(None, None, 7)}
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_worst_case_is_at_most_every_single_attack(seed):
-    net, x, y = problem(seed=seed)
+def test_worst_case_is_at_most_every_single_attack(seed, problem):
+    net, x, y = problem(seed=seed, **MLP)
     grid = [0.02, 0.05, 0.1, 0.3]
     worst = advframe.evaluate(net, (x, y), attacks=DETERMINISTIC, eps=grid, params=PARAMS, batch_size=25,
                               worst_case=True).to_dict()
@@ -58,8 +48,8 @@ def test_worst_case_is_at_most_every_single_attack(seed):
         assert all(r["gradient_evaluations"] == 0 for r in later)
 
 
-def test_early_exit_shows_in_the_pass_count():
-    net, x, y = problem()
+def test_early_exit_shows_in_the_pass_count(problem):
+    net, x, y = problem(**MLP)
     doc = advframe.evaluate(net, (x, y), attacks=["fgsm", "iter_basic"], eps=[0.3], params=params(["iter_basic"]),
                             worst_case=True).to_dict()
     w = doc["worst_case"][0]
@@ -80,9 +70,9 @@ def test_early_exit_shows_in_the_pass_count():
     assert sum(w["seconds_by_attack"].values()) == pytest.approx(w["seconds"])
 
 
-def test_an_attack_named_twice_is_refused():
+def test_an_attack_named_twice_is_refused(problem):
     # its results are reported by name: the second run's counts would overwrite the first's
-    net, x, y = problem()
+    net, x, y = problem(**MLP)
     with pytest.raises(advframe.AdvframeError, match="attack 'fgsm' is named twice in the worst case"):
         advframe.evaluate(net, (x, y), attacks=["fgsm", "pgd", "fgsm"], eps=[0.1], worst_case=True)
 
@@ -106,8 +96,8 @@ def test_cli_suite_runs_prints_the_worst_case_table_and_resumes(tmp_path):
     assert [{k: w[k] for k in keys} for w in again["worst_case"]] == [{k: w[k] for k in keys} for w in doc["worst_case"]]
 
 
-def test_worst_case_resumes_from_its_partial_state(tmp_path):
-    net, x, y = problem()
+def test_worst_case_resumes_from_its_partial_state(tmp_path, problem):
+    net, x, y = problem(**MLP)
     state = tmp_path / "w.json.partial"
     kw = dict(attacks=["fgsm", "iter_basic"], eps=[0.05, 0.1], params=params(["iter_basic"]), batch_size=20,
               worst_case=True)
@@ -127,8 +117,8 @@ def test_worst_case_resumes_from_its_partial_state(tmp_path):
     assert [{k: v for k, v in w.items() if not k.startswith("seconds")} for w in resumed["worst_case"]] == strip
 
 
-def test_targeted_worst_case_is_refused():
-    net, x, y = problem()
+def test_targeted_worst_case_is_refused(problem):
+    net, x, y = problem(**MLP)
     with pytest.raises(advframe.AdvframeError, match="untargeted"):
         advframe.evaluate(net, (x, y), attacks=["fgsm"], eps=[0.1], worst_case=True, targeted=True)
 
@@ -154,3 +144,19 @@ def test_two_process_worst_case_equals_one_process(tmp_path):
     keys = ("eps", "examples", "top1", "broke", "attacked", "gradient_evaluations", "violations")
     assert [{k: w[k] for k in keys} for w in d2["worst_case"]] == [{k: w[k] for k in keys} for w in d1["worst_case"]]
     assert d2["processes"] == 2
+
+
+def test_worst_case_runs_are_rows_with_their_step_fields(problem):
+    from advframe.evaluation import RunRow
+
+    net, x, y = problem(**MLP)
+    res = advframe.evaluate(net, (x, y), attacks=["fgsm", "iter_basic"], eps=[0.3], params=params(["iter_basic"]),
+                            worst_case=True)
+    first, second = res.run("fgsm", 0.3), res.run("iter_basic", 0.3)
+    assert (first.worst_case_step, second.worst_case_step) == (1, 2)
+    w = res.to_dict()["worst_case"][0]
+    assert (first.broke, second.broke) == (w["broke"]["fgsm"], w["broke"]["iter_basic"])
+    assert second.robust_after == pytest.approx(w["top1"])
+    entries = res.to_dict()["runs"]
+    assert list(entries[0])[-3:] == ["worst_case_step", "broke", "robust_after"]
+    assert [RunRow.from_dict(e) for e in entries] == res.runs

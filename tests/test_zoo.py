@@ -278,7 +278,7 @@ def test_iter_ll_breaks_the_shipped_model_at_eps_0_3():
     data = advframe.load_dataset("mnist5k", split="test").take(300)
     result = advframe.evaluate(model, data, attacks=["iter_ll"], eps=[0.3], batch_size=300)
     assert result.clean_top1 >= 0.95
-    assert result.run("iter_ll", 0.3)["top1"] <= 0.01
+    assert result.run("iter_ll", 0.3).top1 <= 0.01
 
 
 def test_shipped_robust_model_names_its_defense_recipe_and_history_and_resists_pgd():
@@ -302,4 +302,4 @@ def test_shipped_robust_model_names_its_defense_recipe_and_history_and_resists_p
     small = data.take(100)
     result = advframe.evaluate(model, small, attacks=["pgd"], eps=[0.3], params={"steps": 10, "seed": 0},
                                batch_size=100)
-    assert result.run("pgd", 0.3)["top1"] >= 0.7
+    assert result.run("pgd", 0.3).top1 >= 0.7

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write(f"error: {message}{hint}\n")
         raise SystemExit(2) from None
     except AdvframeError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {exc.render(cli=True)}\n")  # hints as flags: --limit 100
         raise SystemExit(2) from None
     except (typer.Abort, KeyboardInterrupt):  # typer's own classes: newer releases no longer alias click's
         sys.stderr.write("interrupted\n")

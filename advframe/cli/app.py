@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -12,20 +13,15 @@ import typer
 from advframe import plugins
 from advframe.cli import render
 from advframe.cli.models import ArchOption, ModelParamOption, NormalizeOption, UntrainedOption
-from advframe.cli.options import check_not_empty, check_positive, check_seed, parse_eps_list, parse_params
-from advframe.cli.outputs import PartialState, check_output_path
+from advframe.cli.common import (check_not_empty, check_positive, check_seed, default_name, parse_eps_list,
+                                 parse_params, resolve_device)
+from advframe.cli.launch import maybe_launch
+from advframe.cli.outputs import check_output_path
+from advframe.cli.train import train_command
 from advframe.errors import DataError, ParameterError
+from advframe.evaluation import EvalResult, ResumeState
 from advframe.options import resolve_attacks
 from advframe.registry import KINDS
-
-
-def default_name(kind: str, option: str, use: str = "") -> str:
-    """The component a plugin declared as the default of ``kind``; an error naming ``option`` if none."""
-    name = plugins.registry().default(kind, use)
-    if name is None:
-        raise ParameterError(f"no plugin declares a default {kind[:-1]}: pass {option} NAME "
-                             f"(see 'advframe list {kind}')")
-    return name
 
 
 #: Options whose default a plugin declares: command -> {option: (kind, use)}.
@@ -55,19 +51,6 @@ def name_defaults(group: Any) -> None:
                                             params[param].help, count=1)
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> cuda when available, else cpu; refuse cuda without a GPU."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ParameterError(f"--device {device}: no CUDA device is available here; use --device cpu")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ParameterError(f"--device {device} is unknown: use auto, cpu or cuda")
-    return device
-
-
 def load_model_and_data(model: Optional[str], dataset: Optional[str], data_dir: Optional[Path], split: str,
                         device: str, **user: Any) -> tuple[object, object, str]:
     """The model and data the user named, or the embedded default.
@@ -78,7 +61,6 @@ def load_model_and_data(model: Optional[str], dataset: Optional[str], data_dir: 
     import advframe
     from advframe.checkpoint import read_metadata
     from advframe.cli.models import is_checkpoint, load_user_model
-    from advframe.model_io import check_clean_outputs
 
     if data_dir is not None and not data_dir.is_dir():
         raise DataError(f"--data-dir '{data_dir}' does not exist: pass an existing folder")
@@ -89,7 +71,6 @@ def load_model_and_data(model: Optional[str], dataset: Optional[str], data_dir: 
         dataset = dataset or default_name("datasets", "--dataset")
     data = advframe.load_dataset(dataset, split=split, data_dir=data_dir)
     net, name = load_user_model(model_spec, device=device, **user)
-    check_clean_outputs(net, data, name, device)
     return net, data, name
 
 
@@ -110,6 +91,143 @@ def attacks_of(attack: Optional[list[str]], suite: Optional[str], params: dict[s
         else:
             merged[key] = value
     return resolve_attacks([name for name, _ in members], merged)
+
+
+@dataclass
+class EvalArgs:
+    """The options of ``advframe eval``, as the user gave them (see :func:`eval_command`)."""
+
+    model: Optional[str]
+    arch: Optional[str]
+    model_param: Optional[list[str]]
+    normalize: Optional[str]
+    untrained: bool
+    dataset: Optional[str]
+    data_dir: Optional[Path]
+    split: str
+    attack: Optional[list[str]]
+    eps: Optional[list[str]]
+    norm: str
+    param: Optional[list[str]]
+    targeted: bool
+    target: str
+    batch_size: int
+    limit: Optional[int]
+    device: str
+    seed: int
+    output: Optional[Path]
+    resume: bool
+    label_leaks: Optional[bool]
+    progress: bool
+    checks: bool
+    checks_detail: bool
+    devices: int
+    worst_case: bool
+    suite: Optional[str]
+
+    @property
+    def to_stdout(self) -> bool:
+        """``--output -``: the document goes to stdout, the tables to stderr."""
+        return self.output is not None and str(self.output) == "-"
+
+
+@dataclass
+class _EvalRun:
+    """What ``advframe eval`` prepared before the evaluation: model, data, attacks, device, resume state."""
+
+    net: Any
+    data: Any
+    model_name: str
+    specs: list[Any]
+    grid: Optional[list[float]]
+    device: str
+    rank: int
+    state: Optional[ResumeState]
+
+
+def _check_eval_args(a: EvalArgs) -> None:
+    """Refuse bad options before any work (and before launching processes)."""
+    if a.resume and (a.output is None or a.to_stdout):
+        raise ParameterError("--resume needs --output FILE.json (the partial state is kept beside it)"
+                             + (", not '-'" if a.to_stdout else ""))
+    if not a.to_stdout:
+        check_output_path(a.output, "--output")
+    check_not_empty((a.model, "--model"), (a.dataset, "--dataset"), (a.arch, "--arch"), (a.suite, "--suite"))
+    check_seed(a.seed)
+    check_positive(a.batch_size, "--batch-size", "examples per batch")
+    check_positive(a.limit, "--limit", "examples")
+
+
+def _prepare_eval(a: EvalArgs) -> _EvalRun:
+    """Resolve the attacks and device, load the model and data, and open (or clear) the resume state."""
+    from advframe import distributed
+    from advframe.threat import ThreatModel
+
+    ThreatModel(norm=a.norm)  # validates the norm before anything slow
+    grid = parse_eps_list(a.eps)
+    specs = attacks_of(a.attack, a.suite, parse_params(a.param))
+    dev = str(distributed.init_from_env(resolve_device(a.device)))
+    rank, world = distributed.rank_and_world()
+    net, data, model_name = load_model_and_data(a.model, a.dataset, a.data_dir, a.split, dev, arch=a.arch,
+                                                model_param=a.model_param, normalize=a.normalize,
+                                                untrained=a.untrained)
+    state = None
+    if a.output is not None and not a.to_stdout:
+        state = ResumeState(str(a.output) + (".partial" if world == 1 else f".partial.rank{rank}"))
+        if not a.resume:
+            state.discard()
+        elif state.exists():
+            state.validate()
+    return _EvalRun(net, data, model_name, specs, grid, dev, rank, state)
+
+
+def _evaluate(a: EvalArgs, run: _EvalRun) -> Optional[EvalResult]:
+    """Run the evaluation, then (on rank 0) the checks; None on the other ranks."""
+    import advframe
+    from advframe import distributed
+
+    with render.progress_bar(a.progress and run.rank == 0) as cb:
+        result = advframe.evaluate(run.net, run.data, attacks=run.specs, eps=run.grid, norm=a.norm,
+                                   targeted=a.targeted, target=a.target, batch_size=a.batch_size, limit=a.limit,
+                                   device=run.device, seed=a.seed, label_leaks=a.label_leaks, progress=cb,
+                                   state_path=run.state, model_name=run.model_name,
+                                   worst_case=a.worst_case or a.suite is not None)
+        distributed.shutdown()
+        if run.rank != 0:
+            if run.state is not None:
+                run.state.discard()
+            return None
+        if a.checks:
+            from advframe.checks import available_checks, run_checks
+            from advframe.progress import emit
+
+            emit(cb, "checks", 0, len(available_checks()))  # the checks' bar starts with them
+            run_checks(run.net, run.data, result, attacks={s.name: s.attack for s in run.specs}, device=run.device,
+                       seed=a.seed, progress=cb)
+    return result
+
+
+def _report_eval(a: EvalArgs, result: EvalResult, state: Optional[ResumeState]) -> None:
+    """Print the tables, write the document, discard the resume state; exit 1 if a run failed."""
+    from advframe.checkpoint import atomic_write_text
+
+    doc = result.to_dict()
+    out = render.err_console if a.to_stdout else render.console  # '--output -': stdout holds the JSON only
+    out.print(render.eval_table(doc))
+    if doc["checks"]:
+        out.print(render.checks_view(doc["checks"], detail=a.checks_detail))
+    for v in result.violations:
+        render.err_console.print(f"[red]refused:[/red] {v.describe()}")
+    if a.to_stdout:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    elif a.output is not None:
+        atomic_write_text(a.output, json.dumps(doc, indent=2))
+        render.console.print(f"results written to {a.output}")
+    if state is not None:  # the document is written: the attack work is no longer needed
+        state.discard()
+    failed = sorted({r.attack for r in result.runs if r.failed})
+    if failed:  # the document is written, with these runs marked failed; the run as a whole did not succeed
+        raise typer.Exit(1)
 
 
 def eval_command(
@@ -137,78 +255,21 @@ def eval_command(
     label_leaks: Annotated[Optional[bool], typer.Option(help="Measure label leaking with the predicted-label twin: by default for one-step attacks that read the true label (where it happens); --label-leaks for every attack that reads it; --no-label-leaks for none.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars (on stderr): examples done, elapsed time and time left, then the checks.")] = True,
     checks: Annotated[bool, typer.Option(help="Run the gradient-masking and attack-failure checks after the attacks.")] = True,
+    checks_detail: Annotated[bool, typer.Option("--checks-detail", help="Print every check with its evidence and source (by default the checks that pass are one line).")] = False,
     devices: Annotated[int, typer.Option(help="Processes to evaluate on (batches are shared out, counts summed); also works under torchrun.")] = 1,
     worst_case: Annotated[bool, typer.Option("--worst-case", help="Worst-case robust accuracy over the --attack list in the given order: a later attack runs only on examples still robust.")] = False,
     suite: Annotated[Optional[str], typer.Option(help="Run a registered attack suite worst-case (see 'advframe list suites'); replaces --attack.")] = None,
 ) -> None:
     """Evaluate a model under attacks over an eps grid and print the table (and the checks)."""
-    import advframe
-    from advframe import distributed
-    from advframe.checkpoint import atomic_write_text
-    from advframe.cli.launch import maybe_launch
-    from advframe.dataset import check_fits
-    from advframe.threat import ThreatModel
-
-    to_stdout = output is not None and str(output) == "-"
-    if to_stdout:
-        if resume:
-            raise ParameterError("--resume needs --output FILE.json (the partial state is kept beside it), not '-'")
-    else:
-        check_output_path(output, "--output")
-    check_not_empty((model, "--model"), (dataset, "--dataset"), (arch, "--arch"), (suite, "--suite"))
-    check_seed(seed)
-    check_positive(batch_size, "--batch-size", "examples per batch")
-    check_positive(limit, "--limit", "examples")
+    a = EvalArgs(**{k: v for k, v in locals().items() if k != "ctx"})  # the options, as given
+    _check_eval_args(a)
     launched = maybe_launch(ctx, devices)
     if launched is not None:
         raise typer.Exit(launched)
-
-    ThreatModel(norm=norm)  # validates the norm before anything slow
-    grid = parse_eps_list(eps)
-    specs = attacks_of(attack, suite, parse_params(param))
-    if resume and output is None:
-        raise ParameterError("--resume needs --output FILE.json (the partial state is kept beside it)")
-    dev = str(distributed.init_from_env(resolve_device(device)))
-    rank, world = distributed.rank_and_world()
-    net, data, model_name = load_model_and_data(model, dataset, data_dir, split, dev, arch=arch,
-                                                model_param=model_param, normalize=normalize, untrained=untrained)
-    check_fits(net, data, dev, model_name)
-    suffix = ".partial" if world == 1 else f".partial.rank{rank}"
-    state = Path(str(output) + suffix) if output is not None and not to_stdout else None
-    keeper = PartialState(state, resume, keep=rank == 0)
-    with render.progress_bar(progress and rank == 0) as cb:
-        result = advframe.evaluate(net, data, attacks=specs, eps=grid, norm=norm, targeted=targeted, target=target,
-                                   batch_size=batch_size, limit=limit, device=dev, seed=seed,
-                                   label_leaks=label_leaks, progress=keeper.wrap(cb), state_path=state,
-                                   model_name=model_name, worst_case=worst_case or suite is not None)
-        keeper.restore()  # the attack work stays on disk until the document is written
-        distributed.shutdown()
-        if rank != 0:
-            if state is not None and state.exists():
-                state.unlink()
-            return
-        if checks:
-            from advframe.checks import available_checks, run_checks
-            from advframe.progress import emit
-
-            emit(cb, "checks", 0, len(available_checks()))  # the checks' bar starts with them
-            run_checks(net, data, result, attacks={s.name: s.attack for s in specs}, device=dev, seed=seed, progress=cb)
-    doc = result.to_dict()
-    out = render.err_console if to_stdout else render.console  # '--output -': stdout holds the JSON only
-    out.print(render.eval_table(doc))
-    if doc["checks"]:
-        out.print(render.checks_table(doc["checks"]))
-    for v in result.violations:
-        render.err_console.print(f"[red]refused:[/red] {v.describe()}")
-    if to_stdout:
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-    elif output is not None:
-        atomic_write_text(output, json.dumps(doc, indent=2))
-        render.console.print(f"results written to {output}")
-    keeper.discard()
-    failed = sorted({r["attack"] for r in doc["runs"] if r.get("failed")})
-    if failed:  # the document is written, with these runs marked failed; the run as a whole did not succeed
-        raise typer.Exit(1)
+    run = _prepare_eval(a)
+    result = _evaluate(a, run)
+    if result is not None:  # rank 0
+        _report_eval(a, result, run.state)
 
 
 def list_command(kind: Annotated[Optional[str], typer.Argument(metavar="[KIND]", help="attacks, defenses, models, datasets, suites, checks or reports.")] = None) -> None:
@@ -290,8 +351,6 @@ def build_app() -> typer.Typer:
     app.command("eval")(eval_command)
     app.command("list")(list_command)
     app.command("plugins")(plugins_command)
-    from advframe.cli.train import train_command
-
     app.command("train")(train_command)
     from advframe.cli.report import report_command
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from advframe.cli.options import parse_params
+from advframe.cli.common import parse_params
 from advframe.errors import ParameterError
 
 ArchOption = Annotated[Optional[str], typer.Option(
@@ -78,11 +78,11 @@ def is_checkpoint(spec: str | None) -> bool:
 
 def has_weights(model: Any, factory: Any = None) -> bool:
     """True for a model loaded from a checkpoint or built by a factory that declares ``pretrained = True``."""
-    from advframe.model import unwrap
+    from advframe.model import network_and_normalization
 
     if getattr(factory, "pretrained", False):
         return True
-    return any(getattr(m, "_advframe_checkpoint", None) is not None for m in (model, unwrap(model)[0]))
+    return any(getattr(m, "_advframe_checkpoint", None) is not None for m in (model, network_and_normalization(model)[0]))
 
 
 def pick_arch(archs: list[str] | None, spec: str) -> str | None:
@@ -111,7 +111,7 @@ def load_user_model(spec: str | None, *, arch: str | None = None, model_param: l
     import advframe
     from advframe import plugins
     from advframe.model import Normalized, model_label
-    from advframe.model_io import build_checked, import_arch
+    from advframe.model_io import build_checked, check_model_params, import_arch
 
     params = parse_model_params(model_param)
     norm = parse_normalize(normalize)
@@ -121,12 +121,8 @@ def load_user_model(spec: str | None, *, arch: str | None = None, model_param: l
         factory = None
     elif spec is None and arch is not None:
         factory = import_arch(arch)
-        from advframe.errors import CheckpointError
-
-        try:
-            model = advframe.as_model(build_checked(factory, params, "--arch", arch))
-        except CheckpointError as exc:
-            raise ParameterError(str(exc).replace("fix the checkpoint's model_config", "fix --model-param")) from None
+        check_model_params(factory, params, arch)  # the user's keywords, refused as --model-param
+        model = advframe.as_model(build_checked(factory, params, "--arch", arch))
         model._advframe_arch, model._advframe_config = arch, params
         label = arch
     else:
@@ -160,9 +156,8 @@ def model_to_train(model: str, arch: str | None, model_param: list[str] | None, 
 
     import advframe
     from advframe import plugins
-    from advframe.errors import CheckpointError
     from advframe.model import Normalized
-    from advframe.model_io import build_checked, import_arch
+    from advframe.model_io import build_checked, check_model_params, import_arch
 
     params = parse_model_params(model_param)
     norm = parse_normalize(normalize)
@@ -174,9 +169,8 @@ def model_to_train(model: str, arch: str | None, model_param: list[str] | None, 
     if arch is None:
         net = advframe.build_model(model, **params)
     else:
-        try:
-            net = build_checked(import_arch(arch), params, "--arch", arch)
-        except CheckpointError as exc:
-            raise ParameterError(str(exc).replace("fix the checkpoint's model_config", "fix --model-param")) from None
+        factory = import_arch(arch)
+        check_model_params(factory, params, arch)  # the user's keywords, refused as --model-param
+        net = build_checked(factory, params, "--arch", arch)
         net._advframe_arch, net._advframe_config = arch, params
     return (Normalized(net, *norm) if norm is not None else net), None

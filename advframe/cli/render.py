@@ -9,13 +9,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, Task, TaskID, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 from rich.table import Table
 from rich.text import Text
 
 from advframe.progress import ProgressEvent
+from advframe.report import pct
 
 # Piped or captured output gets a wide table instead of rich's 80-column default.
 _WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
@@ -96,11 +97,6 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def pct(v: float | None) -> str:
-    """A fraction as a percentage, or a dash."""
-    return "—" if v is None else f"{100 * v:.1f}%"
-
-
 def has_top5(doc: dict[str, Any]) -> bool:
     """Whether a results document reports top-5 (None for 5 classes or fewer)."""
     return doc["clean"].get("top5") is not None or any(r.get("top5") is not None for r in doc["runs"])
@@ -159,10 +155,34 @@ def worst_case_table(doc: dict[str, Any], table: Table) -> Table:
 CHECK_STYLES = {"pass": "green", "warn": "bold yellow", "not_applicable": "dim"}
 
 
-def checks_table(checks: list[dict[str, Any]]) -> Table:
-    """The honesty checks of a results document: status, name, evidence and source."""
+def checks_view(checks: list[dict[str, Any]], detail: bool = False) -> Group:
+    """What ``advframe eval`` prints of the checks: every check that did not pass in full (its
+    evidence and source), the others as one line; ``detail`` prints every check in full."""
+    if detail:
+        return Group(checks_table(checks))
+    shown = [c for c in checks if c["status"] not in ("pass", "not_applicable")]
+    return Group(*([checks_table(shown, total=len(checks))] if shown else []), Text(checks_summary(checks)))
+
+
+def checks_summary(checks: list[dict[str, Any]]) -> str:
+    """``10 checks passed, 2 not applicable (a, b); --checks-detail for the evidence``."""
+    passed = sum(1 for c in checks if c["status"] == "pass")
+    unapplied = [c["name"] for c in checks if c["status"] == "not_applicable"]
+    others = len(checks) - passed - len(unapplied)
+    parts = [f"{passed} check{'' if passed == 1 else 's'} passed"]
+    if unapplied:
+        parts.append(f"{len(unapplied)} not applicable ({', '.join(unapplied)})")
+    if others:
+        parts.append(f"{others} shown above")
+    return ", ".join(parts) + "; --checks-detail for the evidence"
+
+
+def checks_table(checks: list[dict[str, Any]], total: int | None = None) -> Table:
+    """The honesty checks of a results document: status, name, evidence and source (``total``:
+    how many checks ran, when ``checks`` is only some of them)."""
     warned = sum(1 for c in checks if c["status"] == "warn")
-    table = Table(title=f"checks · {warned} warning(s)", show_lines=True)
+    of = "" if total is None else f" of {total} checks"
+    table = Table(title=f"checks · {warned} warning(s){of}", show_lines=True)
     table.add_column("status")
     table.add_column("check")
     table.add_column("evidence", ratio=3)

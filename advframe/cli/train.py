@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from advframe import plugins
+import advframe
+from advframe import distributed, plugins
 from advframe.cli import render
+from advframe.cli.common import check_not_empty, check_positive, check_seed, default_name, parse_params, resolve_device
+from advframe.cli.launch import maybe_launch
 from advframe.cli.models import ArchOption, ModelParamOption, NormalizeOption, model_to_train
-from advframe.cli.options import check_not_empty, check_positive, check_seed, parse_params
 from advframe.cli.outputs import check_output_path
+from advframe.params import declared_params, split_params
 
 
 def train_command(
@@ -51,13 +55,7 @@ def train_command(
     Under torchrun (or with --devices N) every process trains on its shard of each
     global minibatch; only rank 0 writes the checkpoint and prints.
     """
-    import advframe
-    from advframe import distributed
-    from advframe.cli.app import resolve_device
-    from advframe.cli.launch import maybe_launch
-    from advframe.dataset import check_fits
-    from advframe.params import declared_params, split_params
-
+    a = TrainArgs(**{k: v for k, v in locals().items() if k != "ctx"})  # the options, as given
     check_output_path(out, "--out")
     check_not_empty((model, "--model"), (dataset, "--dataset"), (arch, "--arch"))
     check_seed(seed)
@@ -65,61 +63,96 @@ def train_command(
     launched = maybe_launch(ctx, devices)
     if launched is not None:
         raise typer.Exit(launched)
-
-    from advframe.cli.app import default_name
-
-    reg = plugins.registry()
-    entry = reg.get("defenses", defense)
-    defense_params = split_params(parse_params(param), [defense], {defense: declared_params(entry.factory)},
-                                  "defenses")[defense]
-    if arch is None:
-        model = model or default_name("models", "--model", "train")
-    dataset = dataset or default_name("datasets", "--dataset")
-    net, model_config = model_to_train(model, arch, model_param, normalize, seed)
-    dev = str(distributed.init_from_env(resolve_device(device)))
-    rank, _ = distributed.rank_and_world()
-    data = advframe.load_dataset(dataset, split="train", data_dir=data_dir).take(limit)
-    check_fits(net if not isinstance(net, str) else _build(model, model_config), data, "cpu", arch or model)
+    plan = _prepare_training(a)
     # the bar shows the epoch's running means; its last value is the summary's number
-    with render.progress_bar(progress and rank == 0, labels={"loss": "mean loss"}) as cb:
-        result = advframe.train(net, data, model_config=model_config, defense=defense,
-                                defense_params=defense_params, epochs=epochs,
-                                batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
-                                weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, augment=augment,
-                                holdout=holdout, keep=keep, stop_on_collapse=stop_on_collapse, seed=seed, out=out,
-                                checkpoint_every=checkpoint_every, resume=resume, device=dev, progress=cb,
-                                dataset_name=dataset, amp=amp)
+    with render.progress_bar(progress and plan.rank == 0, labels={"loss": "mean loss"}) as cb:
+        result = advframe.train(plan.net, plan.data, model_config=plan.model_config, defense=defense,
+                                defense_params=plan.defense_params, device=plan.device, progress=cb,
+                                dataset_name=plan.dataset, **a.settings())
     distributed.shutdown()
-    if rank != 0:
-        return
+    if plan.rank == 0:
+        _print_summary(a, plan.name, result)
+
+
+@dataclass
+class TrainArgs:
+    """The options of ``advframe train``, as the user gave them (see :func:`train_command`)."""
+
+    out: Path
+    model: Optional[str]
+    dataset: Optional[str]
+    data_dir: Optional[Path]
+    defense: str
+    param: Optional[list[str]]
+    model_param: Optional[list[str]]
+    arch: Optional[str]
+    normalize: Optional[str]
+    limit: Optional[int]
+    epochs: Optional[int]
+    batch_size: Optional[int]
+    optimizer: Optional[str]
+    lr: Optional[float]
+    momentum: Optional[float]
+    weight_decay: Optional[float]
+    schedule: Optional[str]
+    warmup_epochs: Optional[float]
+    augment: Optional[str]
+    holdout: Optional[int]
+    keep: Optional[str]
+    stop_on_collapse: Optional[bool]
+    seed: int
+    checkpoint_every: Optional[int]
+    resume: bool
+    device: str
+    progress: bool
+    devices: int
+    amp: bool
+
+    #: The options :func:`advframe.train` takes as they are.
+    SETTINGS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs",
+                "augment", "holdout", "keep", "stop_on_collapse", "seed", "out", "checkpoint_every", "resume", "amp")
+
+    def settings(self) -> dict[str, Any]:
+        """The keywords of :func:`advframe.train` given as they are (:attr:`SETTINGS`)."""
+        return {name: getattr(self, name) for name in self.SETTINGS}
+
+
+@dataclass
+class _TrainPlan:
+    """What ``advframe train`` prepared: the model to train, its data, the defense's parameters, the device."""
+
+    net: Any
+    model_config: dict[str, Any]
+    data: Any
+    dataset: str
+    defense_params: dict[str, Any]
+    device: str
+    rank: int
+    name: str  # what the summary calls the model: --arch, else the model name
+
+
+def _prepare_training(a: TrainArgs) -> _TrainPlan:
+    """Resolve the defense's parameters, the model and data set (declared defaults) and the device."""
+    reg = plugins.registry()
+    entry = reg.get("defenses", a.defense)
+    defense_params = split_params(parse_params(a.param), [a.defense], {a.defense: declared_params(entry.factory)},
+                                  "defenses")[a.defense]
+    model = a.model
+    if a.arch is None:
+        model = model or default_name("models", "--model", "train")
+    dataset = a.dataset or default_name("datasets", "--dataset")
+    net, model_config = model_to_train(model, a.arch, a.model_param, a.normalize, a.seed)
+    dev = str(distributed.init_from_env(resolve_device(a.device)))
+    rank, _ = distributed.rank_and_world()
+    data = advframe.load_dataset(dataset, split="train", data_dir=a.data_dir).take(a.limit)
+    return _TrainPlan(net, model_config, data, dataset, defense_params, dev, rank, a.arch or model)
+
+
+def _print_summary(a: TrainArgs, name: str, result: Any) -> None:
+    """The one-line summary rank 0 prints (and why training stopped early, if it did)."""
     if result.stopped:
         render.console.print(f"stopped: {result.stopped}; kept epoch {result.kept_epoch}")
     kept = f", kept epoch {result.kept_epoch} (best held-out robust accuracy)" \
         if result.kept_epoch is not None and not result.stopped else ""
-    render.console.print(f"trained {arch or model} with {defense}: {result.steps} steps, mean loss "
-                         f"{result.final_loss:.4g} over the last epoch{kept}; checkpoint written to {out}")
-
-def _build(model: str, config: dict) -> object:
-    """The model named by --model with --model-param keywords; a keyword it does not take is a usage error."""
-    import inspect
-
-    import advframe
-    from advframe.errors import ParameterError
-
-    factory = plugins.registry().get("models", model).factory
-    try:
-        accepted = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        accepted = None
-    if accepted is not None and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-        for key in config:
-            if key not in accepted:
-                raise ParameterError(f"--model-param {key}=…: model '{model}' takes no parameter '{key}' "
-                                     f"(its parameters: {', '.join(accepted) or 'none'})")
-    try:
-        return advframe.build_model(model, **config)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, ParameterError):
-            raise
-        raise ParameterError(f"--model-param: model '{model}' cannot be built with "
-                             f"{', '.join(f'{k}={v!r}' for k, v in config.items())}: {exc}") from None
+    render.console.print(f"trained {name} with {a.defense}: {result.steps} steps, mean loss "
+                         f"{result.final_loss:.4g} over the last epoch{kept}; checkpoint written to {a.out}")

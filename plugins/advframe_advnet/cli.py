@@ -38,12 +38,10 @@ def train_generator_command(
     """Train a perturbation generator against a fixed classifier; evaluate it with
     'advframe eval --attack generator --param checkpoint=OUT'."""
     import advframe
-    from advframe.cli.app import resolve_device
+    from advframe.cli.common import check_seed, resolve_device
+    from advframe.cli.outputs import check_output_path
     from advframe.threat import parse_eps
     from advframe_advnet.fixed import train_generator
-
-    from advframe.cli.options import check_seed
-    from advframe.cli.outputs import check_output_path
 
     check_output_path(out, "--out")  # before an hour of training, not after
     check_seed(seed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import advframe
+from advframe.hookspecs import Registrar
 from advframe_advtrain.ensemble import EnsembleAdversarialTraining
 from advframe_advtrain.goodfellow import FGSMAdversarialTraining
 from advframe_advtrain.kurakin import MixedBatchAdversarialTraining
@@ -18,7 +19,7 @@ DEFENSES = (FGSMAdversarialTraining, MixedBatchAdversarialTraining, PGDAdversari
 
 
 @advframe.hookimpl
-def register_defenses(register):
+def register_defenses(register: Registrar) -> None:
     """Register fgsm_at, mixed_batch, pgd_at, ensemble_at, trades and fast_at."""
     for defense in DEFENSES:
         register(defense)

@@ -8,13 +8,14 @@ and registers nothing.
 from __future__ import annotations
 
 import advframe
+from advframe.hookspecs import Registrar
 
 #: Plugins this one needs: the DLR and margin losses live in the gradient plugin.
 requires = ("gradient",)
 
 
 @advframe.hookimpl
-def register_attacks(register):
+def register_attacks(register: Registrar) -> None:
     """Register ``apgd_ce``, ``apgd_dlr``, ``apgd_t``, ``fab_t`` and ``square``."""
     from advframe_autoattack.apgd_attacks import APGDCE, APGDDLR, APGDT
     from advframe_autoattack.fab import FABT
@@ -25,7 +26,7 @@ def register_attacks(register):
 
 
 @advframe.hookimpl
-def register_suites(register):
+def register_suites(register: Registrar) -> None:
     """Register the ``autoattack`` and ``autoattack_fast`` suites (Croce & Hein 2020)."""
     from advframe_autoattack.suites import SUITES, SUMMARIES
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from advframe.checks import NOT_APPLICABLE, PASS, STATUSES, WARN, Check
+from advframe.evaluation import RunRow
 from advframe_checks.probe import Probe
 
 ATHALYE = ("Athalye, Carlini & Wagner 2018, Obfuscated Gradients Give a False Sense of Security (ICML), "
@@ -35,6 +36,8 @@ class Context:
         norm: the evaluation's norm.
         transfer_source: an optional second model to transfer adversarial examples from.
         grid: the evaluation's eps values above zero, ascending.
+        rows: the evaluation's runs as rows (a document's entries made rows with
+            :meth:`~advframe.evaluation.RunRow.from_dict`).
     """
 
     result: Any
@@ -42,26 +45,27 @@ class Context:
     norm: str
     transfer_source: Any | None
     grid: list[float]
+    rows: list[RunRow]
 
     @property
     def on_probe(self) -> str:
         """``"on the first 200 examples"``: how evidence names the probe."""
         return f"on the first {self.probe.n} examples"
 
-    def runs(self, *, untargeted: bool = True) -> list[dict[str, Any]]:
+    def runs(self, *, untargeted: bool = True) -> list[RunRow]:
         """The evaluation's runs in the evaluation's norm with a measured top-1 over all its examples.
 
         Steps of a worst-case evaluation are left out: each ran only on the examples still
         robust before it, so its top-1 is over that subset and compares with no other run.
         """
-        return [r for r in self.result.runs
-                if r.get("top1") is not None and r.get("examples") and r.get("norm") == self.norm
-                and not (untargeted and r.get("targeted")) and "worst_case_step" not in r]
+        return [r for r in self.rows
+                if r.top1 is not None and r.examples and r.norm == self.norm
+                and not (untargeted and r.targeted) and r.worst_case_step is None]
 
-    def run_of(self, attack: str, eps: float) -> dict[str, Any] | None:
+    def run_of(self, attack: str, eps: float) -> RunRow | None:
         """The untargeted measured run of ``attack`` at ``eps``, if the evaluation has it."""
         for r in self.runs():
-            if r["attack"] == attack and abs(r["eps"] - eps) <= 1e-12:
+            if r.attack == attack and abs(r.eps - eps) <= 1e-12:
                 return r
         return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from advframe import plugins
+from advframe.evaluation import RunRow
 from advframe_checks.base import ATHALYE, CARLINI, KURAKIN, NOT_APPLICABLE, PASS, WARN, Check, Context, cite, join
 from advframe_checks.probe import AttackUnavailable
 from advframe_checks.stats import BOUND_TEXT, Excess, excess, pct
@@ -45,8 +46,8 @@ def leak_attacks() -> list[str]:
     return [e.name for e in plugins.registry().with_trait("attacks", "leaks_labels")]
 
 
-def _n(run: dict[str, Any]) -> int:
-    return int(run["examples"])
+def _n(run: RunRow) -> int:
+    return int(run.examples)
 
 
 def eps_zero_clean(ctx: Context) -> Check:
@@ -58,33 +59,33 @@ def eps_zero_clean(ctx: Context) -> Check:
     """
     name, source = "eps_zero_clean", cite(CARLINI)
     result = ctx.result
-    zero = [r for r in result.runs if r["eps"] == 0.0 and r.get("norm") == ctx.norm and "worst_case_step" not in r]
+    zero = [r for r in ctx.rows if r.eps == 0.0 and r.norm == ctx.norm and r.worst_case_step is None]
     if zero:
         bad, good = [], []
         for r in zero:
             n = result.examples
-            if r.get("top1") is None or r["examples"] != n or r.get("violations"):
-                bad.append(f"{r['attack']} at eps = 0 had {r.get('violations', 0)} example(s) outside the threat "
-                           f"model and {r['examples']} of {n} examples counted")
-            elif round(r["top1"] * n) != round(result.clean_top1 * n):
-                bad.append(f"{r['attack']} at eps = 0 gives top-1 {pct(r['top1'])} but the clean top-1 is "
+            if r.top1 is None or r.examples != n or r.violations:
+                bad.append(f"{r.attack} at eps = 0 had {r.violations} example(s) outside the threat "
+                           f"model and {r.examples} of {n} examples counted")
+            elif round(r.top1 * n) != round(result.clean_top1 * n):
+                bad.append(f"{r.attack} at eps = 0 gives top-1 {pct(r.top1)} but the clean top-1 is "
                            f"{pct(result.clean_top1)} on the same {n} examples")
             else:
-                good.append(r["attack"])
+                good.append(r.attack)
         if bad:
             return Check(name, WARN, join(bad + ["An attack that changes predictions without perturbing the input "
                                                  "points to a bug or a stochastic model"]), source)
         return Check(name, PASS, join([f"{', '.join(good)} at eps = 0 give exactly the clean top-1 "
                                        f"{pct(result.clean_top1)} on all {result.examples} examples"]), source)
     probe = ctx.probe
-    seen: dict[str, dict[str, Any]] = {}
-    for r in result.runs:
-        if not r.get("targeted"):
-            seen.setdefault(r["attack"], r)
+    seen: dict[str, RunRow] = {}
+    for r in ctx.rows:
+        if not r.targeted:
+            seen.setdefault(r.attack, r)
     sentences, bad, unavailable = [], False, []
     for attack, r in seen.items():
         try:
-            run = probe.attack(attack, 0.0, params=r.get("params"))
+            run = probe.attack(attack, 0.0, params=r.params)
         except AttackUnavailable as exc:
             unavailable.append(str(exc))
             continue
@@ -104,25 +105,25 @@ def monotone_in_eps(ctx: Context) -> Check:
     Every pair eps_i < eps_j of the same attack is tested; the largest rise is reported.
     """
     name, source = "monotone_in_eps", cite(ATHALYE, CARLINI)
-    groups: dict[tuple[str, bool], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, bool], list[RunRow]] = {}
     for r in ctx.runs(untargeted=False):
-        groups.setdefault((r["attack"], bool(r.get("targeted"))), []).append(r)
-    groups = {k: sorted(v, key=lambda r: r["eps"]) for k, v in groups.items() if len({r["eps"] for r in v}) > 1}
+        groups.setdefault((r.attack, bool(r.targeted)), []).append(r)
+    groups = {k: sorted(v, key=lambda r: r.eps) for k, v in groups.items() if len({r.eps for r in v}) > 1}
     if not groups:
         return Check(name, NOT_APPLICABLE, "No attack ran at two or more eps values.", source)
-    worst: tuple[Excess, str, dict[str, Any], dict[str, Any]] | None = None
+    worst: tuple[Excess, str, RunRow, RunRow] | None = None
     rises = []
     for (attack, _), runs in groups.items():
         for i, lo in enumerate(runs):
             for hi in runs[i + 1:]:
-                if hi["eps"] <= lo["eps"]:
+                if hi.eps <= lo.eps:
                     continue
-                e = excess(hi["top1"], _n(hi), lo["top1"], _n(lo))
+                e = excess(hi.top1, _n(hi), lo.top1, _n(lo))
                 if worst is None or e.z > worst[0].z:
                     worst = (e, attack, lo, hi)
                 if e.significant:
-                    rises.append(f"{attack}: top-1 rises from {pct(lo['top1'])} at eps {lo['eps']:g} to "
-                                 f"{pct(hi['top1'])} at eps {hi['eps']:g} ({e.describe()})")
+                    rises.append(f"{attack}: top-1 rises from {pct(lo.top1)} at eps {lo.eps:g} to "
+                                 f"{pct(hi.top1)} at eps {hi.eps:g} ({e.describe()})")
     if worst is None:
         return Check(name, NOT_APPLICABLE, "No attack ran at two or more distinct eps values.", source)
     e, attack, lo, hi = worst
@@ -131,8 +132,8 @@ def monotone_in_eps(ctx: Context) -> Check:
         return Check(name, WARN, join([head] + rises + ["A larger budget should never help the model: "
                                                         "suspect masked gradients or a failing attack"]), source)
     return Check(name, PASS, join([head, f"Closest to a rise: {attack} from "
-                                         f"{pct(lo['top1'])} at eps {lo['eps']:g} to {pct(hi['top1'])} at eps "
-                                         f"{hi['eps']:g} ({e.describe()})"]), source)
+                                         f"{pct(lo.top1)} at eps {lo.eps:g} to {pct(hi.top1)} at eps "
+                                         f"{hi.eps:g} ({e.describe()})"]), source)
 
 
 #: Steps of an iterative attack the checks run themselves on the probe (each of eps / 4).
@@ -144,7 +145,7 @@ def _side(ctx: Context, attack: str, eps: float) -> tuple[float, int, str]:
     (an iterative attack with its own cheap schedule: 10 steps of eps / 4)."""
     run = ctx.run_of(attack, eps)
     if run is not None:
-        return run["top1"], _n(run), "evaluation"
+        return run.top1, _n(run), "evaluation"
     cheap = ctx.probe.schedule(attack, PROBE_STEPS, eps / 4)
     res = ctx.probe.attack(attack, eps, overrides=cheap or {})
     how = f"probe, {PROBE_STEPS} steps of eps/4" if cheap is not None else "probe"
@@ -158,11 +159,11 @@ def _pair_accuracies(ctx: Context, strong: str, weak: str
     All eps where the evaluation ran both; otherwise one eps (the largest where the
     evaluation ran either, else its largest eps) with the missing side run on the probe.
     """
-    common = [(r["eps"], r, ctx.run_of(weak, r["eps"])) for r in ctx.runs() if r["attack"] == strong and r["eps"] > 0]
-    rows = [(eps, s["top1"], _n(s), w["top1"], _n(w)) for eps, s, w in common if w is not None]
+    common = [(r.eps, r, ctx.run_of(weak, r.eps)) for r in ctx.runs() if r.attack == strong and r.eps > 0]
+    rows = [(eps, s.top1, _n(s), w.top1, _n(w)) for eps, s, w in common if w is not None]
     if rows:
         return rows, "from the evaluation's runs"
-    either = [r["eps"] for r in ctx.runs() if r["attack"] in (strong, weak) and r["eps"] > 0]
+    either = [r.eps for r in ctx.runs() if r.attack in (strong, weak) and r.eps > 0]
     if not either and not ctx.grid:
         raise AttackUnavailable("the evaluation has no eps above 0")
     eps = max(either) if either else ctx.grid[-1]
@@ -179,9 +180,9 @@ def _pair_accuracies(ctx: Context, strong: str, weak: str
 
 
 def _params(ctx: Context, attack: str) -> dict[str, Any] | None:
-    for r in ctx.result.runs:
-        if r["attack"] == attack:
-            return r.get("params")
+    for r in ctx.rows:
+        if r.attack == attack:
+            return r.params
     return None
 
 
@@ -220,15 +221,15 @@ def iterative_beats_one_step(ctx: Context) -> Check:
     return Check(name, WARN if warn else PASS, join(sentences + tail), source)
 
 
-def _whitebox_best(ctx: Context) -> dict[str, Any] | None:
+def _whitebox_best(ctx: Context) -> RunRow | None:
     """The strongest untargeted white-box run (neither noise nor black-box) at the
     evaluation's largest white-box eps."""
     skip = noise_attacks() | black_box_attacks()
-    wb = [r for r in ctx.runs() if r["attack"] not in skip and r["eps"] > 0]
+    wb = [r for r in ctx.runs() if r.attack not in skip and r.eps > 0]
     if not wb:
         return None
-    eps = max(r["eps"] for r in wb)
-    return min((r for r in wb if r["eps"] == eps), key=lambda r: r["top1"])
+    eps = max(r.eps for r in wb)
+    return min((r for r in wb if r.eps == eps), key=lambda r: r.top1)
 
 
 def whitebox_beats_noise(ctx: Context) -> Check:
@@ -242,13 +243,13 @@ def whitebox_beats_noise(ctx: Context) -> Check:
     best = _whitebox_best(ctx)
     if best is None:
         return Check(name, NOT_APPLICABLE, "The evaluation ran no untargeted white-box attack at eps above 0.", source)
-    eps = best["eps"]
+    eps = best.eps
     baseline = noise_baseline(ctx.norm)
     if baseline is None:
         return Check(name, NOT_APPLICABLE, f"No plugin registers a noise baseline for norm {ctx.norm}.", source)
     noise = ctx.run_of(baseline, eps)
     if noise is not None:
-        pn, nn_, where = noise["top1"], _n(noise), "from the evaluation's runs"
+        pn, nn_, where = noise.top1, _n(noise), "from the evaluation's runs"
     else:
         try:
             run = ctx.probe.attack(baseline, eps)
@@ -260,12 +261,12 @@ def whitebox_beats_noise(ctx: Context) -> Check:
                             "examples: masked gradients")
 
 
-def _versus_baseline(name: str, source: str, best: dict[str, Any], baseline: str, p: float, n: int,
+def _versus_baseline(name: str, source: str, best: RunRow, baseline: str, p: float, n: int,
                      warning: str) -> Check:
     """Warn when the white-box run ``best`` leaves more accuracy than a baseline beyond noise."""
-    e = excess(best["top1"], _n(best), p, n)
-    text = (f"At eps {best['eps']:g} the strongest white-box attack {best['attack']} leaves top-1 "
-            f"{pct(best['top1'])} ({_n(best)} examples); {baseline} leaves {pct(p)} ({n} examples; "
+    e = excess(best.top1, _n(best), p, n)
+    text = (f"At eps {best.eps:g} the strongest white-box attack {best.attack} leaves top-1 "
+            f"{pct(best.top1)} ({_n(best)} examples); {baseline} leaves {pct(p)} ({n} examples; "
             f"{e.describe()}, {BOUND_TEXT})")
     return Check(name, WARN if e.significant else PASS, join([text] + ([warning] if e.significant else [])), source)
 
@@ -283,9 +284,9 @@ def whitebox_beats_transfer(ctx: Context) -> Check:
     if best is None:
         return Check(name, NOT_APPLICABLE, "The evaluation ran no untargeted white-box attack at eps above 0.", source)
     try:
-        run = ctx.probe.attack(best["attack"], best["eps"], params=best.get("params"), source=ctx.transfer_source)
+        run = ctx.probe.attack(best.attack, best.eps, params=best.params, source=ctx.transfer_source)
     except AttackUnavailable as exc:
-        return Check(name, NOT_APPLICABLE, join([f"Could not transfer {best['attack']}: {exc}"]), source)
+        return Check(name, NOT_APPLICABLE, join([f"Could not transfer {best.attack}: {exc}"]), source)
     return _versus_baseline(name, source, best, f"the same attack transferred from the source model {ctx.on_probe}",
                             run.top1, ctx.probe.n, "A black-box transfer attack beating the white-box one means "
                                                    "the model's own gradients mislead: masked gradients")
@@ -301,12 +302,11 @@ def label_leaking(ctx: Context) -> Check:
     name, source = "label_leaking", cite(f"{KURAKIN} §4.2")
     result = ctx.result
     leaky = leak_attacks()
-    runs = [r for r in ctx.runs() if r["attack"] in leaky and r["eps"] > 0]
+    runs = [r for r in ctx.runs() if r.attack in leaky and r.eps > 0]
     rows: list[tuple[str, float, float, int, float, int, Any]] = []
     where = "from the evaluation's runs"
     if runs:
-        rows = [(r["attack"], r["eps"], r["top1"], _n(r), result.clean_top1, result.examples, r.get("label_leaks"))
-                for r in runs]
+        rows = [(r.attack, r.eps, r.top1, _n(r), result.clean_top1, result.examples, r.label_leaks) for r in runs]
     elif ctx.grid:
         where = ctx.on_probe
         first = next((a for a in leaky if ctx.norm in plugins.registry().get("attacks", a).trait("norms", ())), None)

@@ -17,6 +17,7 @@ import torch
 
 from advframe import plugins
 from advframe.errors import UnknownNameError
+from advframe.evaluation import RunRow
 from advframe_checks.base import CARLINI, CROCE_FLAGS, NOT_APPLICABLE, PASS, WARN, Check, Context, cite, join
 from advframe_checks.consistency import noise_attacks
 from advframe_checks.stats import BOUND_TEXT, Excess, excess, pct
@@ -39,22 +40,21 @@ def _is_black_box(ctx: Context, attack: str) -> bool:
 def _standalone(ctx: Context, black: set[str], noise: set[str]) -> list[tuple[Excess, str]]:
     """Each black-box run against the strongest white-box run at its eps and norm (runs of
     an ordinary evaluation, each attack on every example)."""
-    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
-    for r in ctx.result.runs:
-        if (r.get("top1") is not None and r.get("examples") and not r.get("targeted") and r["eps"] > 0
-                and "worst_case_step" not in r):
-            groups.setdefault((r["norm"], float(r["eps"])), []).append(r)
+    groups: dict[tuple[str, float], list[RunRow]] = {}
+    for r in ctx.rows:
+        if r.top1 is not None and r.examples and not r.targeted and r.eps > 0 and r.worst_case_step is None:
+            groups.setdefault((r.norm, float(r.eps)), []).append(r)
     out = []
     for (norm, eps), runs in groups.items():
-        white = [r for r in runs if r["attack"] not in black and r["attack"] not in noise]
+        white = [r for r in runs if r.attack not in black and r.attack not in noise]
         if not white:
             continue
-        best = min(white, key=lambda r: r["top1"])
-        for bb in (r for r in runs if r["attack"] in black):
-            e = excess(best["top1"], int(best["examples"]), bb["top1"], int(bb["examples"]))
-            out.append((e, f"{norm} eps {eps:g}: {bb['attack']} leaves top-1 {pct(bb['top1'])} ({bb['examples']} "
-                           f"examples), the strongest white-box attack {best['attack']} {pct(best['top1'])} "
-                           f"({best['examples']} examples; {e.describe()})"))
+        best = min(white, key=lambda r: r.top1)
+        for bb in (r for r in runs if r.attack in black):
+            e = excess(best.top1, int(best.examples), bb.top1, int(bb.examples))
+            out.append((e, f"{norm} eps {eps:g}: {bb.attack} leaves top-1 {pct(bb.top1)} ({bb.examples} "
+                           f"examples), the strongest white-box attack {best.attack} {pct(best.top1)} "
+                           f"({best.examples} examples; {e.describe()})"))
     return out
 
 
@@ -62,25 +62,25 @@ def _worst_case(ctx: Context, black: set[str], noise: set[str]) -> list[tuple[Ex
     """In a worst-case evaluation: the robust accuracy before each black-box step that
     follows a white-box one against the robust accuracy after it (AutoAttack's own flag:
     Square lowering the robust accuracy the white-box attacks left)."""
-    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
-    for r in ctx.result.runs:
-        if "worst_case_step" in r and not r.get("targeted") and r["eps"] > 0:
-            groups.setdefault((r["norm"], float(r["eps"])), []).append(r)
+    groups: dict[tuple[str, float], list[RunRow]] = {}
+    for r in ctx.rows:
+        if r.worst_case_step is not None and not r.targeted and r.eps > 0:
+            groups.setdefault((r.norm, float(r.eps)), []).append(r)
     n = int(ctx.result.examples or 0)
     out = []
     for (norm, eps), runs in groups.items():
-        runs = sorted(runs, key=lambda r: r["worst_case_step"])
+        runs = sorted(runs, key=lambda r: r.worst_case_step or 0)
         for k, bb in enumerate(runs):
             earlier = runs[:k]
-            if bb["attack"] not in black or not any(r["attack"] not in black | noise for r in earlier):
+            if bb.attack not in black or not any(r.attack not in black | noise for r in earlier):
                 continue
-            before, after = earlier[-1].get("robust_after"), bb.get("robust_after")
+            before, after = earlier[-1].robust_after, bb.robust_after
             if before is None or after is None or n < 1:
                 continue
             e = excess(before, n, after, n)
-            names = ", ".join(r["attack"] for r in earlier)
-            out.append((e, f"worst case at {norm} eps {eps:g}: {bb['attack']}, run after {names}, broke "
-                           f"{bb.get('broke', 0)} of the examples they left robust: robust accuracy "
+            names = ", ".join(r.attack for r in earlier)
+            out.append((e, f"worst case at {norm} eps {eps:g}: {bb.attack}, run after {names}, broke "
+                           f"{bb.broke or 0} of the examples they left robust: robust accuracy "
                            f"{pct(before)} before it, {pct(after)} after ({n} examples; {e.describe()})"))
     return out
 
@@ -97,7 +97,7 @@ def blackbox_beats_whitebox(ctx: Context) -> Check:
     only the runs: ``not_applicable`` without such a pair.
     """
     name, source = "blackbox_beats_whitebox", cite(CROCE_FLAGS, CARLINI)
-    black = {r["attack"] for r in ctx.result.runs if _is_black_box(ctx, r["attack"])}
+    black = {r.attack for r in ctx.rows if _is_black_box(ctx, r.attack)}
     if not black:
         return Check(name, NOT_APPLICABLE, "The evaluation ran no black-box attack (one declaring black_box); this "
                                            "check runs none of its own, a query-based search being too costly for "

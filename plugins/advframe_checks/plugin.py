@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import advframe
+from advframe.hookspecs import Registrar
 from advframe_checks.runner import HonestyChecks
 
 
 @advframe.hookimpl
-def register_checks(register: Any) -> None:
+def register_checks(register: Registrar) -> None:
     """Register the ``honesty`` checker (the checks of docs/checks.md)."""
     register(HonestyChecks)

@@ -159,7 +159,7 @@ class Probe:
         for i in range(0, self.n, self.batch_size):
             x, y = self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
             (record,) = Engine([threat], seed=self.seed).craft(crafter, x, y, spec, start=i)
-            if record.refusal is not None or record.x_adv is None:
+            if not record.ok:
                 raise AttackUnavailable(record.refusal.describe() if record.refusal else f"attack '{name}' failed")
             preds.append(self.predict(record.x_adv))
         p = torch.cat(preds)

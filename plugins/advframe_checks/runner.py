@@ -43,6 +43,7 @@ from advframe_checks.gradients import deterministic_predictions, gradient_health
 from advframe_checks.probe import Probe
 from advframe.data_source import as_source
 from advframe.errors import ParameterError
+from advframe.evaluation import RunRow
 from advframe.model import as_model
 from advframe.progress import ProgressCallback, emit
 
@@ -108,13 +109,14 @@ class CheckOptions:
         return {a.name or type(a).__name__: a for a in (self.attacks or []) if not isinstance(a, str)}
 
 
-def _probe(model: nn.Module, data: Any, result: Any, opts: CheckOptions, dev: torch.device, seed: int) -> Probe:
+def _probe(model: nn.Module, data: Any, result: Any, rows: list[RunRow], opts: CheckOptions, dev: torch.device,
+           seed: int) -> Probe:
     """The class-balanced prefix of the evaluated data on which checks run their own attacks."""
     bounds = tuple(result.meta.get("bounds") or ()) or None
     source = as_source(data, bounds=bounds)
     n = min(opts.subset, len(source), result.examples or opts.subset)
     x, y = source.batch(0, n)
-    norms = [r["norm"] for r in result.runs if r.get("norm")]
+    norms = [r.norm for r in rows if r.norm]
     return Probe(model, x.to(dev), y.to(dev), source.bounds, norms[0] if norms else "linf", seed=seed,
                  attacks=opts.objects())
 
@@ -126,7 +128,8 @@ def run_checks(model: nn.Module, data: Any, result: Any, only: Sequence[str] = t
     Args:
         model: the evaluated model (a Model or a plain logits ``nn.Module``).
         data: the evaluated data, in any form :func:`advframe.evaluate` takes.
-        result: the :class:`~advframe.evaluation.EvalResult` of the evaluation.
+        result: the :class:`~advframe.evaluation.EvalResult` of the evaluation (its
+            ``runs`` rows, or entries of a results document).
         only: the checks to run (names of :data:`CHECKS`), in the order of :data:`CHECKS`.
         **options: the settings of :class:`CheckOptions` (``attacks``,
             ``transfer_source``, ``subset``, ``device``, ``seed``, ``progress``).
@@ -153,9 +156,11 @@ def run_checks(model: nn.Module, data: Any, result: Any, only: Sequence[str] = t
     with torch.random.fork_rng(devices=[dev.index if dev.index is not None else torch.cuda.current_device()]
                                   if dev.type == "cuda" else []):
         torch.manual_seed(run_seed)
-        probe = _probe(model, data, result, opts, dev, run_seed)
-        grid = sorted({float(r["eps"]) for r in result.runs if r.get("norm") == probe.norm and r["eps"] > 0})
-        ctx = Context(result=result, probe=probe, norm=probe.norm, transfer_source=source_model, grid=grid)
+        rows = [RunRow.of(r) for r in result.runs]  # a document's entries (dicts) become rows too
+        probe = _probe(model, data, result, rows, opts, dev, run_seed)
+        grid = sorted({float(r.eps) for r in rows if r.norm == probe.norm and r.eps > 0})
+        ctx = Context(result=result, probe=probe, norm=probe.norm, transfer_source=source_model, grid=grid,
+                      rows=rows)
         for i, name in enumerate(names):
             checks.append(CHECKS[name](ctx))
             emit(opts.progress, "checks", i + 1, len(names), check=name, status=checks[-1].status)

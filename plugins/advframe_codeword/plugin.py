@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import advframe
+from advframe.hookspecs import Registrar
 from advframe_codeword.heads import CodewordModel
 
 
 @advframe.hookimpl
-def register_models(register: Any) -> None:
+def register_models(register: Registrar) -> None:
     """Register the ``codeword`` model wrapper (O:SOFTMAX:CE, O:SOFTMAX:MSE, R:TANH:MSE heads)."""
     register(CodewordModel)
 

@@ -13,10 +13,12 @@ import typer
 
 from advframe.cli import render
 from advframe.cli.models import ArchListOption, ModelParamOption, NormalizeOption, UntrainedOption
-from advframe.cli.options import check_positive, check_seed, parse_eps_list, parse_params
+from advframe.cli.common import (check_positive, check_seed, default_name, parse_eps_list, parse_params,
+                                 resolve_device)
 from advframe.cli.outputs import check_output_paths
 from advframe.errors import DataError
 from advframe.options import resolve_attacks
+from advframe.threat import ThreatModel
 
 
 def _load_models(specs: list[str], device: str, cache: dict[str, Any], **user: Any) -> list[Any]:
@@ -68,12 +70,8 @@ def transfer_command(
 ) -> None:
     """Make adversarial examples on each source, classify them with every target, print the matrices."""
     import advframe
-    from advframe.checkpoint import atomic_write_text
-    from advframe.cli.app import default_name, resolve_device
     from advframe.dataset import check_fits
     from advframe.model import model_label
-    from advframe.threat import ThreatModel
-    from advframe_transfer.report import matrix_rows, transfer_markdown
     from advframe_transfer.transfer import default_transfer_attacks, transfer
 
     check_output_paths((output, "--output"), (markdown, "--markdown"))
@@ -99,6 +97,14 @@ def transfer_command(
         result = transfer(sources, targets, data, attacks=attacks, eps=grid, norm=norm, batch_size=batch_size,
                           limit=limit, device=dev, seed=seed, progress=cb)
     doc = result.to_dict()
+    _print_matrices(result, doc)
+    _write(doc, output, markdown)
+
+
+def _print_matrices(result: Any, doc: dict[str, Any]) -> None:
+    """The clean accuracies, the transfer- and error-rate matrices of every attack and eps, the refusals."""
+    from advframe_transfer.report import matrix_rows
+
     clean = "; ".join(f"{n} {render.pct(c['top1'])}" for n, c in doc["clean"].items())
     render.console.print(f"clean top-1: {clean}")
     for a, e in result.grid():
@@ -106,6 +112,13 @@ def transfer_command(
             render.console.print(render.simple_table(*matrix_rows(doc, a, e, metric)))
     for v in result.violations:
         render.err_console.print(f"[red]refused:[/red] {v.describe()}")
+
+
+def _write(doc: dict[str, Any], output: Optional[Path], markdown: Optional[Path]) -> None:
+    """Write the transfer document (``--output``) and its Markdown matrices (``--markdown``)."""
+    from advframe.checkpoint import atomic_write_text
+    from advframe_transfer.report import transfer_markdown
+
     if output is not None:
         atomic_write_text(output, json.dumps(doc, indent=2))
         render.console.print(f"transfer document written to {output}")

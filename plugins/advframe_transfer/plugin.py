@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import advframe
+from advframe.hookspecs import Registrar
 from advframe_transfer.report import TransferReport
 
 
 @advframe.hookimpl
-def register_reports(register: Any) -> None:
+def register_reports(register: Registrar) -> None:
     """Register the report layout for ``advframe.transfer/1`` documents."""
     register(TransferReport)
 

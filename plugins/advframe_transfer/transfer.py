@@ -32,14 +32,13 @@ import torch
 from torch import nn
 
 from advframe import plugins
-from advframe.data_source import as_source
 from advframe.engine import Engine, Record, Violation
 from advframe.errors import ParameterError
 from advframe.metrics import RunTally, ratio, topk_correct
-from advframe.model import as_model, model_label
-from advframe.options import RunOptions, default_attacks, resolve_attacks
+from advframe.model import model_label
+from advframe.options import RunOptions, default_attacks
+from advframe.prepared import PreparedRun
 from advframe.progress import emit
-from advframe.threat import ThreatModel
 
 SCHEMA = "advframe.transfer/1"
 KS = {"top1": 1, "top5": 5}
@@ -137,34 +136,25 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-class _Transfer:
-    """The state of one transfer run: models, attacks, tallies."""
+class _Transfer(PreparedRun):
+    """The state of one transfer run: a prepared run over the sources and targets, and its tallies."""
 
     def __init__(self, sources: Sequence[nn.Module], targets: Sequence[nn.Module], data: Any,
                  attacks: Sequence[Any] | None, eps: Sequence[float] | None, opts: TransferOptions):
         if not sources or not targets:
             raise ParameterError("transfer needs at least one source and one target model (--source-model, --target-model)")
-        self.opts = opts
-        self.device = torch.device(opts.device)
-        self.src = [as_model(m).to(self.device).eval() for m in sources]
-        self.tgt = [as_model(m).to(self.device).eval() for m in targets]
+        super().__init__([*sources, *targets], data, default_transfer_attacks() if attacks is None else attacks,
+                         eps, opts)
+        self.opts: TransferOptions = opts
+        self.src, self.tgt = self.models[:len(sources)], self.models[len(sources):]
         self.s_names = _names(self.src, opts.source_names, "source")
         self.t_names = _names(self.tgt, opts.target_names, "target")
-        self.source = as_source(data, bounds=opts.bounds).take(opts.limit)
-        self.grid = list(eps) if eps is not None else list(self.source.default_eps)
-        if not self.grid:
-            raise ParameterError("no eps given and the data set has no default grid: pass --eps")
-        self.threats = [ThreatModel(norm=opts.norm, eps=e, bounds=self.source.bounds) for e in self.grid]
-        self.specs = resolve_attacks(default_transfer_attacks() if attacks is None else attacks, opts.params)
-        for s in self.specs:
-            s.attack.check_threat(self.threats[0], None)
-        self.models = {id(m): m for m in self.src + self.tgt}
-        self.clean_counts = {key: dict.fromkeys(KS, 0) for key in self.models}
+        self.by_id = {id(m): m for m in self.src + self.tgt}
+        self.clean_counts = {key: dict.fromkeys(KS, 0) for key in self.by_id}
         self.cells = {(si, ai, j, ti): _Counts() for si in range(len(self.src)) for ai in range(len(self.specs))
                       for j in range(len(self.grid)) for ti in range(len(self.tgt))}
         self.audits = {(si, ai, j): RunTally() for si in range(len(self.src)) for ai in range(len(self.specs))
                        for j in range(len(self.grid))}
-        self.violations: list[Violation] = []
         self.engines = [Engine(self.threats, seed=opts.seed, strict=opts.strict, context=f"source {name}: ")
                         for name in self.s_names]
 
@@ -172,18 +162,17 @@ class _Transfer:
         out = {}
         with torch.no_grad():
             for key in keys:
-                scores = self.models[key].scores(self.models[key](x))
+                scores = self.by_id[key].scores(self.by_id[key](x))
                 out[key] = {k: topk_correct(scores, y, kk) for k, kk in KS.items()}
         return out
 
     def batch(self, start: int, bi: int, total: int) -> int:
         """Attack one batch on every source and classify it with every target; its size."""
         o = self.opts
-        x, y = self.source.batch(start, min(start + o.batch_size, len(self.source)))
-        x, y = x.to(self.device), y.to(self.device)
+        x, y = self.examples(start)
         n = int(y.shape[0])
-        clean_ok = self._correct(self.models, x, y)
-        for key in self.models:
+        clean_ok = self._correct(self.by_id, x, y)
+        for key in self.by_id:
             for k in KS:
                 self.clean_counts[key][k] += int(clean_ok[key][k].sum())
         for si, s_model in enumerate(self.src):
@@ -201,13 +190,9 @@ class _Transfer:
         run = self.audits[(si, ai, rec.eps_index)]
         run.add(seconds=rec.seconds, gradient_evaluations=rec.gradient_evaluations * n,
                 forward_queries=rec.forward_queries * n)
-        if rec.refusal is not None or rec.x_adv is None:
-            if rec.refusal is not None:
-                self.violations.append(rec.refusal)
-                run.add(violations=rec.refusal.examples, rejected_batches=1, rejected_examples=n)
+        if not self.book(run, rec, n):
             return
         run.examples += n
-        run.max_perturbation = max(run.max_perturbation, rec.audit.max_perturbation if rec.audit else 0.0)
         adv_ok = self._correct({id(s_model)} | {id(t) for t in self.tgt}, rec.x_adv, y)
         for ti, t_model in enumerate(self.tgt):
             c = self.cells[(si, ai, rec.eps_index, ti)]

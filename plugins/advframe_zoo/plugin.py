@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import advframe
+from advframe.hookspecs import Registrar
 from advframe_zoo.datasets import CIFAR10, MNIST, FashionMNIST, MNIST5k
 from advframe_zoo.models import CifarCNN, MnistCNN, mnist_cnn_mixed_step_ll, mnist_cnn_robust, mnist_cnn_standard
 
@@ -11,14 +12,14 @@ MODELS = (MnistCNN, CifarCNN, mnist_cnn_standard, mnist_cnn_mixed_step_ll, mnist
 
 
 @advframe.hookimpl
-def register_datasets(register):
+def register_datasets(register: Registrar) -> None:
     """Register mnist5k (the embedded default data set) and the MNIST / Fashion-MNIST / CIFAR-10 readers."""
     for dataset in DATASETS:
         register(dataset, default=dataset is MNIST5k)
 
 
 @advframe.hookimpl
-def register_models(register):
+def register_models(register: Registrar) -> None:
     """Register the small CNNs and the shipped MNIST models (standard, mixed-batch, robust).
 
     The embedded default: ``mnist_cnn_standard`` (shipped weights) is the model

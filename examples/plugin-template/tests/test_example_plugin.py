@@ -100,4 +100,4 @@ def test_stripes_are_learnable_and_the_attack_hurts():
     model.eval()
     result = advframe.evaluate(model, test, attacks=[RandomStartFGSM()], eps=[0.2], label_leaks=False)
     assert result.clean_top1 > 0.9
-    assert result.runs[0]["top1"] < result.clean_top1
+    assert result.runs[0].top1 < result.clean_top1

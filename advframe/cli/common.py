@@ -1,12 +1,35 @@
-"""Parsing of repeatable CLI options (``--param key=value``, ``--eps 8/255``)."""
+"""Helpers every command shares, plugins' commands included: devices, declared defaults, option parsing.
+
+Plugins that add commands (``register_commands``) import these, never the command
+modules (:mod:`advframe.cli.app`, :mod:`advframe.cli.train`).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from advframe import plugins
 from advframe.errors import ParameterError
+from advframe.options import resolve_device as _resolve_device
 from advframe.params import check_seed_value
 from advframe.threat import parse_eps
+
+
+def resolve_device(device: str) -> str:
+    """``--device``: ``auto`` -> cuda when available, else cpu; refuse an unknown device or cuda without a GPU.
+
+    The command line's wording of :func:`advframe.options.resolve_device`, the one resolver.
+    """
+    return str(_resolve_device(device, "--device"))
+
+
+def default_name(kind: str, option: str, use: str = "") -> str:
+    """The component a plugin declared as the default of ``kind``; an error naming ``option`` if none."""
+    name = plugins.registry().default(kind, use)
+    if name is None:
+        raise ParameterError(f"no plugin declares a default {kind[:-1]}: pass {option} NAME "
+                             f"(see 'advframe list {kind}')")
+    return name
 
 
 def parse_eps_list(values: list[str] | None) -> list[float] | None:
@@ -33,8 +56,6 @@ def parse_params(values: list[str] | None) -> dict[str, dict[str, str] | str]:
         else:
             out[key] = value
     return out
-
-
 
 
 def check_seed(seed: int, option: str = "--seed") -> int:
