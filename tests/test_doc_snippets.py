@@ -98,7 +98,7 @@ PLAN.update({f"{kind}/{page.name}": [("bash", "bash", "")] for kind in ("attacks
              for page in sorted((ROOT / "docs" / kind).glob("*.md")) if page.name != "index.md"})
 PLAN.update({
     "results.md": [("json", "json", "")],
-    "defenses-measured.md": [("bash", "bash", "")] * 8,
+    "defenses-measured.md": [("bash", "bash", "")] * 9,
     "zoo.md": [("bash", "bash", ""), ("bash", "bash", "")],
     "data.md": [("bash", "skip", "a checksum of the shipped file; tests/test_datasets.py checks the file itself")],
     "cli.md": [("bash", "bash", ""), ("bash", "bash", ""), ("bash", "bash", "")],

@@ -297,7 +297,7 @@ def test_shipped_robust_model_names_its_defense_recipe_and_history_and_resists_p
     model = advframe.load_model("mnist_cnn_robust")
     data = advframe.load_dataset("mnist5k", split="test")
     with torch.no_grad():
-        assert (model.predict(model(data.x)) == data.y).float().mean().item() >= 0.97  # measured: 97.2 %
+        assert (model.predict(model(data.x)) == data.y).float().mean().item() >= 0.975  # measured: 99.0 %
     # PGD-10 at eps 0.3 on 100 digits: a standard model keeps none of them
     small = data.take(100)
     result = advframe.evaluate(model, small, attacks=["pgd"], eps=[0.3], params={"steps": 10, "seed": 0},
