@@ -25,8 +25,8 @@ from pathlib import Path
 
 SIZES = (1000, 2000, 4000)
 #: the recipe of mnist_cnn_robust (docs/zoo.md), less --limit and --out
-RECIPE = ["--model", "mnist_cnn", "--model-param", "width=2", "--dataset", "mnist5k", "--defense", "pgd_at",
-          "--augment", "shift", "--epochs", "40", "--seed", "0", "--device", "cpu", "--no-progress"]
+RECIPE = ["--model", "mnist_cnn", "--model-param", "width=3", "--dataset", "mnist5k", "--defense", "pgd_at",
+          "--augment", "shift", "--epochs", "60", "--seed", "0", "--device", "cpu", "--no-progress"]
 
 
 def run(argv: list[str]) -> float:
