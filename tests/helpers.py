@@ -103,3 +103,20 @@ def invoke(args: list[str]) -> Outcome:
             sys.stderr.flush()
         text = both.getvalue().decode("utf-8", "replace")
     return Outcome(code, text)
+
+
+def linear_training_problem(n: int = 32, d: int = 10, k: int = 4, seed: int = 0):
+    """``(model, x, y, data)``: a seeded linear classifier on ``n`` random inputs in [0, 1]^d
+    with random labels of ``k`` classes, ``data`` their LabeledData train split."""
+    import torch
+    from torch import nn
+
+    from advframe.dataset import LabeledData
+    from advframe.model import as_model
+
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = as_model(nn.Linear(d, k))
+    x = torch.rand(n, d, generator=g)
+    y = torch.randint(0, k, (n,), generator=g)
+    return model, x, y, LabeledData(x, y, num_classes=k, name="toy", split="train")

@@ -10,21 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import advframe
-from advframe.dataset import LabeledData
 from advframe.errors import ParameterError
 from advframe.model import as_model
 from advframe.threat import ThreatModel
 from advframe_advtrain._common import step_generator, truncated_half_normal
-
-
-def problem(n: int = 32, d: int = 10, k: int = 4, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = as_model(nn.Linear(d, k))
-    x = torch.rand(n, d, generator=g)
-    y = torch.randint(0, k, (n,), generator=g)
-    data = LabeledData(x, y, num_classes=k, name="toy", split="train")
-    return model, x, y, data
+from tests.helpers import linear_training_problem
 
 
 def ce_grad_x(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -35,7 +25,7 @@ def ce_grad_x(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.
 
 
 def test_fgsm_at_equals_goodfellow_objective():
-    model, x, y, data = problem()
+    model, x, y, data = linear_training_problem()
     d = advframe.get_defense("fgsm_at", eps=0.2, alpha=0.3)
     d.setup(model, data, {"seed": 0})
     loss, stats = d.training_loss(model, x, y, 0)
@@ -57,7 +47,7 @@ def test_fgsm_at_default_is_goodfellow_mnist_setting():
 
 @pytest.mark.parametrize("attack", ["step_ll", "fgsm", "fgsm_pred"])
 def test_mixed_batch_loss_is_kurakin_weighted_mean(attack):
-    model, x, y, data = problem(n=32)
+    model, x, y, data = linear_training_problem(n=32)
     d = advframe.get_defense("mixed_batch", preset="mnist", k=16, lam=0.3, attack=attack)
     d.setup(model, data, {"seed": 5, "batch_size": 32})
     step = 7
@@ -81,7 +71,7 @@ def test_mixed_batch_loss_is_kurakin_weighted_mean(attack):
 
 
 def test_mixed_batch_delay_and_partial_batch():
-    model, x, y, data = problem(n=20)
+    model, x, y, data = linear_training_problem(n=20)
     d = advframe.get_defense("mixed_batch", k=16, delay=3)
     d.setup(model, data, {"seed": 0, "batch_size": 32})
     loss, stats = d.training_loss(model, x, y, 2)  # still in the delay: all clean
@@ -107,7 +97,7 @@ def test_truncated_half_normal_matches_its_distribution():
 
 
 def test_pgd_at_trains_on_pgd_points_inside_the_ball():
-    model, x, y, data = problem()
+    model, x, y, data = linear_training_problem()
     d = advframe.get_defense("pgd_at", eps=0.1, steps=5, step_size=0.05, ramp_epochs=0)
     d.setup(model, data, {"seed": 3})
     loss, stats = d.training_loss(model, x, y, 4)
@@ -122,7 +112,7 @@ def test_pgd_at_trains_on_pgd_points_inside_the_ball():
 
 
 def test_pgd_at_eps_warm_up_grows_linearly_to_eps():
-    model, x, y, data = problem()
+    model, x, y, data = linear_training_problem()
     d = advframe.get_defense("pgd_at", eps=0.2, steps=4, step_size=0.1, ramp_epochs=2.0, random_start=False)
     d.setup(model, data, {"seed": 3, "steps_per_epoch": 2})  # a warm-up of 2 epochs of 2 steps
     assert [d.ramp(s) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
@@ -138,7 +128,7 @@ def test_pgd_at_eps_warm_up_grows_linearly_to_eps():
 
 
 def test_ensemble_at_uses_static_source_and_formula(tmp_path):
-    model, x, y, data = problem()
+    model, x, y, data = linear_training_problem()
     static = as_model(nn.Linear(10, 4))
     advframe.save_checkpoint(tmp_path / "static.safetensors", {f"model.{k}": v for k, v in static.state_dict().items()},
                              {"model": "toy_linear"})
@@ -160,7 +150,7 @@ def test_ensemble_at_uses_static_source_and_formula(tmp_path):
 
 
 def test_ensemble_at_loads_registered_sources():
-    model, x, y, data = problem()
+    model, x, y, data = linear_training_problem()
     d = advframe.get_defense("ensemble_at", sources="mnist_cnn")
     d.setup(model, data, {})
     assert len(d.static_models) == 1

@@ -8,27 +8,17 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 import advframe
 from advframe.checkpoint import load_checkpoint
 from advframe.dataset import LabeledData
 from advframe.errors import ParameterError
 from advframe.holdout import Monitor, best_epoch, collapse, holdout_split
-from advframe.model import as_model
 from advframe.threat import ThreatModel
 from advframe.training import FALLBACK_RECIPE, train
+from tests.helpers import linear_training_problem
 
 pytest.importorskip("advframe_advtrain")
-
-
-def linear_problem(n: int = 16, d: int = 12, k: int = 3, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = as_model(nn.Linear(d, k))
-    x = torch.rand(n, d, generator=g)
-    y = torch.randint(0, k, (n,), generator=g)
-    return model, x, y, LabeledData(x, y, num_classes=k, name="toy", split="train")
 
 
 def digits(n: int = 60, seed: int = 0) -> LabeledData:
@@ -48,7 +38,7 @@ SMALL = dict(model_config={"width": 0.5}, batch_size=10, optimizer="adam", lr=0.
 
 
 def test_trades_loss_equals_a_hand_computation():
-    model, x, y, data = linear_problem()
+    model, x, y, data = linear_training_problem(16, 12, 3)
     d = advframe.get_defense("trades", beta=2.5, eps=0.1, steps=3, step_size=0.04)
     d.setup(model, data, {"seed": 5})
     loss, stats = d.training_loss(model, x, y, 7)
@@ -87,7 +77,7 @@ def test_trades_presets_and_bad_beta():
 
 
 def test_pgd_kl_leaves_the_label_alone_and_stays_in_the_ball():
-    model, x, y, _ = linear_problem()
+    model, x, y, _ = linear_training_problem(16, 12, 3)
     attack = advframe.get_attack("pgd_kl", steps=5, seed=0)
     threat = ThreatModel(eps=0.05)
     a = attack(model, x, y, threat)
@@ -102,7 +92,7 @@ def test_pgd_kl_leaves_the_label_alone_and_stays_in_the_ball():
 def test_fast_at_first_step_is_the_closed_form_on_a_linear_model():
     # two classes: the CE gradient of a linear model is (p_y - 1)(w_y - w_o), its sign is
     # sign(w_o - w_y) wherever x is, so x' = clip(x + clamp(d0 + alpha*sign(w_o - w_y), -eps, eps))
-    model, x, y, data = linear_problem(k=2)
+    model, x, y, data = linear_training_problem(16, 12, 2)
     d = advframe.get_defense("fast_at", eps=0.1)
     d.setup(model, data, {"seed": 2})
     loss, stats = d.training_loss(model, x, y, 3)

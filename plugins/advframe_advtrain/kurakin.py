@@ -74,6 +74,7 @@ class MixedBatchAdversarialTraining(AdversarialDefense):
 
     def setup(self, model: Model, data: Any, context: dict[str, Any]) -> None:
         self.bounds = data_bounds(data)
+        self.threat = self.threat_model(self.bounds)
         self.seed = int(context.get("seed", 0))
         self.m = int(context.get("batch_size", 0)) or None
         if self.m is not None and self.k > self.m:
@@ -115,7 +116,7 @@ class MixedBatchAdversarialTraining(AdversarialDefense):
         if bool(mask.any()):
             with eval_mode(core):
                 mixed[mask] = craft_audited_per_example(core, x[mask], y[mask], self.generator,
-                                                        self.threat_model(self.bounds), eps)
+                                                        self.threat, eps)
         outputs = model(mixed)
         per = core.loss(outputs, y)
         weights = torch.where(mask, torch.full_like(per, float(self.lam)), torch.ones_like(per))
