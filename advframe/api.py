@@ -46,7 +46,7 @@ def get_dataset(name: str, **params: Any) -> Dataset:
     return plugins.registry().build("datasets", name, **params)
 
 
-def build_model(name: str, **config: Any) -> nn.Module:
+def build_model(name: str, /, **config: Any) -> nn.Module:
     """Construct a registered model architecture (untrained unless the factory loads weights).
 
     Raises:

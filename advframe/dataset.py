@@ -125,9 +125,13 @@ class Dataset(Configurable):
                 "bounds": list(self.bounds)}
 
 
-def _expected_shape(model: Any) -> tuple[int, ...] | None:
-    """The shape of one input that a model declares as ``input_shape`` (itself or the module it wraps)."""
-    for m in (model, getattr(model, "module", None), getattr(model, "base", None)):
+def declared_input_shape(model: Any) -> tuple[int, ...] | None:
+    """The shape of one input that a model declares as ``input_shape`` (itself or the module it wraps), or None.
+
+    Architectures set it (``(3, 32, 32)`` for CIFAR networks); ``advframe import`` records it
+    in a checkpoint; image-folder readers resize to it.
+    """
+    for m in (model, getattr(model, "module", None), getattr(model, "base", None), getattr(model, "model", None)):
         if m is None:
             continue
         shape = getattr(m, "input_shape", None)
@@ -161,9 +165,9 @@ def check_fits(model: Any, data: LabeledData, device: Any = "cpu", model_name: s
             out = model(x)
             scores = model.scores(out) if callable(getattr(model, "scores", None)) else out
     except (RuntimeError, ValueError, IndexError) as exc:
-        want = _expected_shape(model)
+        want = declared_input_shape(model)
         label = f"model '{model_name}'" if model_name else "the model"
-        expects = ("x".join(map(str, want)) if want is not None
+        expects = ("x".join(map(str, want)) if want is not None and want != have  # else the model's own words
                    else "another shape (" + str(exc).strip().splitlines()[0][:200] + ")")
         raise DataError(f"data set '{data.name}' has inputs of shape {'x'.join(map(str, have))} but {label} "
                         f"expects {expects}: pass a model made for this data set, or a data set with "

@@ -146,14 +146,30 @@ class Engine:
             its attacks by step).
         strict: raise on the first refused batch instead of recording it.
         context: prefix for the strict-mode error (e.g. the source model's name).
+        amp: run the attacks' passes under bf16 autocast (:class:`advframe.precision.Autocast`);
+            the batches they return stay float32 and are audited in float32.
     """
 
     def __init__(self, threats: Sequence[ThreatModel], *, seed: int | None = 0, strict: bool = False,
-                 context: str = ""):
+                 context: str = "", amp: bool = False):
         self.threats = list(threats)
         self.seed = seed
         self.strict = strict
         self.context = context
+        self.amp = amp
+        self._views: dict[int, tuple[Model, Model]] = {}
+
+    def attacked_model(self, model: Model, device: torch.device) -> Model:
+        """The model the attacks see: ``model``, or its bf16 autocast view under ``amp`` (made once)."""
+        if not self.amp:
+            return model
+        from advframe.precision import attack_view
+
+        kept = self._views.get(id(model))
+        if kept is None or kept[0] is not model:
+            kept = (model, attack_view(model, True, device))
+            self._views[id(model)] = kept
+        return kept[1]
 
     def craft(self, model: Model, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, *, attack_index: int = 0,
               start: int = 0, target: torch.Tensor | None = None, eps: Sequence[int] | None = None) -> list[Record]:
@@ -182,6 +198,7 @@ class Engine:
         cells = [_Cell(spec.name, attack_index, j, t, None if seeds is None else seeds[k], start, int(x.shape[0]))
                  for k, (j, t) in enumerate(zip(indices, threats))]
         attacked, labels = x.detach().clone(), y.detach().clone()
+        model = self.attacked_model(model, x.device)
         try:
             reachable = [t.within_reach(x) for t in threats]  # also for attacks not built on Attack
             crafted = spec.attack.grid(model, attacked, labels, reachable, target, seeds)

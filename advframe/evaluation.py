@@ -260,14 +260,14 @@ class _Evaluation(PreparedRun):
         self.opts: EvalOptions = opts
         self.model = self.models[0]
         grid = self.grid
-        self.engine = Engine(self.threats, seed=opts.seed, strict=opts.strict)
+        self.engine = Engine(self.threats, seed=opts.seed, strict=opts.strict, amp=opts.amp)
         self.worst = WorstCase(self.specs, self.threats) if opts.worst_case else None
         self.rank, self.world = distributed.rank_and_world()
         self.config = {"attacks": [s.name for s in self.specs], "params": [s.params for s in self.specs],
                        "eps": grid, "norm": opts.norm, "targeted": opts.targeted, "target": opts.target,
                        "batch_size": opts.batch_size, "examples": len(self.source), "seed": opts.seed,
                        "label_leaks": opts.label_leaks, "worst_case": opts.worst_case, "rank": self.rank,
-                       "world": self.world}
+                       "world": self.world, **({"amp": True} if opts.amp else {})}
         self.tallies = {key(i, j): RunTally() for i in range(len(self.specs)) for j in range(len(grid))}
         self.clean = RunTally()
         self.done: set[int] = set()
@@ -401,6 +401,13 @@ class _Evaluation(PreparedRun):
             cells = [(i, j) for i in range(len(self.specs)) for j in range(len(self.threats))]
             runs = [replace(r, **self.worst.run_entry(i, j, self.tallies)) for r, (i, j) in zip(runs, cells)]
             extra["worst_case"] = self.worst.entries(self.tallies)
+        if self.opts.amp:
+            extra["amp"] = True  # bf16 autocast in the attacks' passes (counting and audit in float32)
+        if self.channels_last:
+            extra["channels_last"] = True
+        describe = getattr(self.source.data, "describe", None)
+        if callable(describe):  # e.g. an image folder's class order, recorded for whoever reads the numbers
+            extra["data"] = describe()
         o = self.opts
         name = o.model_name or model_label(self.model)
         return EvalResult(model=name, dataset=self.source.name, split=self.source.split,

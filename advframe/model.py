@@ -88,7 +88,32 @@ def as_model(module: nn.Module) -> nn.Module:
     return WrappedClassifier(module)
 
 
-class Normalized(Classifier):
+class ModelWrapper(Classifier):
+    """A model around another (``self.model``) that keeps the inner model's decision rule.
+
+    Subclasses change what ``forward`` does around the inner model (:class:`Normalized`,
+    :class:`advframe.precision.Autocast`); ``loss``, ``predict`` and ``scores`` stay the
+    wrapped model's own.
+
+    Args:
+        model: the inner model (a plain ``nn.Module`` is treated as a logits classifier).
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = as_model(model)
+
+    def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.model.loss(outputs, y)
+
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
+        return self.model.predict(outputs)
+
+    def scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        return self.model.scores(outputs)
+
+
+class Normalized(ModelWrapper):
     """A model that expects normalised inputs, seen from pixel space.
 
     ``forward(x)`` computes ``model((x - mean) / std)`` per channel, so that attacks work
@@ -108,13 +133,12 @@ class Normalized(Classifier):
     """
 
     def __init__(self, model: nn.Module, mean: Sequence[float] | float, std: Sequence[float] | float):
-        super().__init__()
+        super().__init__(model)
         m, s = _channel_values("mean", mean), _channel_values("std", std)
         if len(m) != len(s):
             raise ParameterError(f"Normalized: mean has {len(m)} values but std has {len(s)}: give one per channel")
         if any(v <= 0 for v in s):
             raise ParameterError(f"Normalized: std must be > 0, got {list(s)}")
-        self.model = as_model(model)
         self.register_buffer("mean", torch.tensor(m, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(s, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
@@ -133,15 +157,6 @@ class Normalized(Classifier):
             raise ParameterError(f"Normalized: mean/std give {k} values but the inputs have {x.shape[1]} {what}: "
                                  f"give one value per {what[:-1]} (or a single value for all)")
         return self.model((x - mean) / std)
-
-    def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.model.loss(outputs, y)
-
-    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
-        return self.model.predict(outputs)
-
-    def scores(self, outputs: torch.Tensor) -> torch.Tensor:
-        return self.model.scores(outputs)
 
 
 def _channel_values(what: str, values: Sequence[float] | float) -> list[float]:

@@ -360,6 +360,12 @@ def model_from_checkpoint(path: str | os.PathLike[str], *, arch: str | None = No
     p = Path(path)
     tensors, meta = load_checkpoint(p)
     cfg = {**check_config(meta.get("model_config"), f"'{p}'"), **(config or {})}
+    from advframe import plugins
+
+    family = plugins.registry().family(arch)
+    if family is not None:  # a registered family member: built like a registered name
+        meta, arch = {**meta, "model": family[0]}, None
+        cfg = {**cfg, **family[1]}
     factory, label = _factory(p, meta, arch)
     net = build_checked(factory, cfg, f"'{p}'", label)
     if arch is None:  # a registered name: remember it as the registry does
@@ -378,6 +384,9 @@ def model_from_checkpoint(path: str | os.PathLike[str], *, arch: str | None = No
             model = Normalized(net, norm["mean"], norm["std"])
         except (KeyError, TypeError, AdvframeError) as exc:
             raise CheckpointError(f"'{p}': metadata 'normalize' {_short(norm)} is not {{mean, std}} ({exc})") from None
+    shape = meta.get("input_shape")
+    if isinstance(shape, list) and shape and all(isinstance(v, int) and 0 < v <= 65536 for v in shape):
+        net.input_shape = tuple(shape)  # declared by the checkpoint (advframe import records it)
     model._advframe_checkpoint = dict(meta)
     model._advframe_label = f"{p.stem} ({label})"
     return model

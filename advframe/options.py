@@ -101,6 +101,10 @@ class RunOptions(Settings):
             (:func:`advframe.evaluate` sends task ``"evaluate"``, counted in examples: one
             event before the first batch, then one after each batch).
         strict: raise :class:`~advframe.errors.ThreatViolation` on the first refused batch.
+        amp: the attacks' forward passes under bf16 autocast (for CUDA); the adversarial
+            batches are audited and classified in float32 (:mod:`advframe.precision`).
+        channels_last: NHWC memory layout for model and inputs; None: on CUDA for conv
+            nets on images, off on CPU (so CPU results are unchanged).
     """
 
     norm: str = "linf"
@@ -112,6 +116,8 @@ class RunOptions(Settings):
     bounds: tuple[float, float] | None = None
     progress: ProgressCallback = None
     strict: bool = False
+    amp: bool = False
+    channels_last: bool | None = None
 
     def validate(self) -> None:
         """Refuse settings no run can use."""

@@ -85,11 +85,26 @@ class PreparedRun:
         for s in self.specs:
             s.attack.check_threat(self.threats[0], torch.zeros(1) if targeted else None)
         self.violations: list[Violation] = []
+        self.channels_last = self._memory_format()
+
+    def _memory_format(self) -> bool:
+        """Whether the run uses channels_last (:func:`~advframe.precision.channels_last_applies`); converts the models."""
+        from advframe.precision import channels_last_applies
+
+        x0, _ = self.source.batch(0, 1)
+        use = all(channels_last_applies(self.opts.channels_last, self.device, m, x0) for m in self.models)
+        if use:
+            for m in self.models:
+                m.to(memory_format=torch.channels_last)
+        return use
 
     def examples(self, start: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch of examples from ``start`` (at most ``opts.batch_size``), on the device."""
         x, y = self.source.batch(start, min(start + self.opts.batch_size, len(self.source)))
-        return x.to(self.device), y.to(self.device)
+        x = x.to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y.to(self.device)
 
     def book(self, tally: RunTally, rec: Record, n: int) -> bool:
         """:func:`book` into this run's :attr:`violations`; whether ``rec`` may be counted."""

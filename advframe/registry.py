@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from advframe.errors import AdvframeError, UnknownNameError
+from advframe.errors import AdvframeError, ParameterError, UnknownNameError
 
 KINDS: tuple[str, ...] = ("attacks", "defenses", "models", "datasets", "suites", "checks", "reports")
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -239,7 +239,31 @@ class Registry:
         """Entries whose ``trait`` equals ``value``, in registration order (built-ins first)."""
         return [e for e in self.entries[kind].values() if e.trait(trait) == value]
 
-    def build(self, kind: str, name: str, **params: Any) -> Any:
+    def family(self, spec: str | None) -> tuple[str, dict[str, Any]] | None:
+        """``(model, config)`` when ``spec`` reads ``FAMILY:NAME`` for a registered model family, else None.
+
+        A registered model factory that declares ``family_parameter = "name"`` builds a whole
+        family of networks by name: ``--arch timm:inception_v3`` is the registered model
+        ``timm`` with ``name="inception_v3"``. It is built like any registered model (no import
+        of a path), and a checkpoint of it records ``model: "timm"`` and the name in its config.
+
+        Raises:
+            ParameterError: ``FAMILY:`` with no name after it.
+        """
+        if not isinstance(spec, str) or ":" not in spec:
+            return None
+        family, _, member = spec.partition(":")
+        if family not in self.names("models"):
+            return None
+        parameter = getattr(self.get("models", family).factory, "family_parameter", None)
+        if not isinstance(parameter, str):
+            return None
+        if not member.strip():
+            raise ParameterError(f"--arch '{spec}' names no member of the model family '{family}': "
+                                 f"write {family}:NAME")
+        return family, {parameter: member.strip()}
+
+    def build(self, kind: str, name: str, /, **params: Any) -> Any:
         """Construct a component; models remember their name and config for checkpoints."""
         entry = self.get(kind, name)
         obj = entry.factory(**params)

@@ -13,12 +13,13 @@ import typer
 from advframe import plugins
 from advframe.cli import render
 from advframe.cli.models import ArchOption, ModelParamOption, NormalizeOption, UntrainedOption
-from advframe.cli.common import (check_not_empty, check_positive, check_seed, default_name, parse_eps_list,
-                                 parse_params, resolve_device)
+from advframe.cli.common import (check_not_empty, check_positive, check_seed, parse_batch_size,
+                                 parse_eps_list, parse_params, resolve_device)
+from advframe.cli.inputs import load_model_and_data, resolve_batch_size
 from advframe.cli.launch import maybe_launch
 from advframe.cli.outputs import check_output_path
 from advframe.cli.train import train_command
-from advframe.errors import DataError, ParameterError
+from advframe.errors import ParameterError
 from advframe.evaluation import EvalResult, ResumeState
 from advframe.options import resolve_attacks
 from advframe.registry import KINDS
@@ -49,29 +50,6 @@ def name_defaults(group: Any) -> None:
                 params[param].help = re.sub(r"the [a-z ]+ a plugin declares (as the default|for training)",
                                             f"{name}, declared by plugin {reg.get(kind, name).plugin}",
                                             params[param].help, count=1)
-
-
-def load_model_and_data(model: Optional[str], dataset: Optional[str], data_dir: Optional[Path], split: str,
-                        device: str, **user: Any) -> tuple[object, object, str]:
-    """The model and data the user named, or the embedded default.
-
-    ``user`` holds the options of :func:`advframe.cli.models.load_user_model` the user gave
-    (``arch``, ``model_param``, ``normalize``, ``untrained``).
-    """
-    import advframe
-    from advframe.checkpoint import read_metadata
-    from advframe.cli.models import is_checkpoint, load_user_model
-
-    if data_dir is not None and not data_dir.is_dir():
-        raise DataError(f"--data-dir '{data_dir}' does not exist: pass an existing folder")
-    model_spec = model or (None if user.get("arch") is not None else default_name("models", "--model"))
-    if dataset is None:
-        if is_checkpoint(model) and Path(model).is_file():
-            dataset = read_metadata(model).get("dataset")
-        dataset = dataset or default_name("datasets", "--dataset")
-    data = advframe.load_dataset(dataset, split=split, data_dir=data_dir)
-    net, name = load_user_model(model_spec, device=device, **user)
-    return net, data, name
 
 
 def attacks_of(attack: Optional[list[str]], suite: Optional[str], params: dict[str, Any]) -> list[Any]:
@@ -111,7 +89,7 @@ class EvalArgs:
     param: Optional[list[str]]
     targeted: bool
     target: str
-    batch_size: int
+    batch_size: str
     limit: Optional[int]
     device: str
     seed: int
@@ -124,6 +102,9 @@ class EvalArgs:
     devices: int
     worst_case: bool
     suite: Optional[str]
+    image_size: Optional[int] = None
+    class_map: Optional[Path] = None
+    amp: bool = False
 
     @property
     def to_stdout(self) -> bool:
@@ -143,6 +124,7 @@ class _EvalRun:
     device: str
     rank: int
     state: Optional[ResumeState]
+    batch_size: int = 250
 
 
 def _check_eval_args(a: EvalArgs) -> None:
@@ -154,8 +136,13 @@ def _check_eval_args(a: EvalArgs) -> None:
         check_output_path(a.output, "--output")
     check_not_empty((a.model, "--model"), (a.dataset, "--dataset"), (a.arch, "--arch"), (a.suite, "--suite"))
     check_seed(a.seed)
-    check_positive(a.batch_size, "--batch-size", "examples per batch")
+    parse_batch_size(a.batch_size)
     check_positive(a.limit, "--limit", "examples")
+    if a.image_size is not None and not 8 <= a.image_size <= 4096:
+        raise ParameterError(f"--image-size {a.image_size} is invalid: use a side between 8 and 4096 pixels")
+    if a.class_map is not None and not a.class_map.is_file():
+        raise ParameterError(f"--class-map '{a.class_map}' is not a file: pass the file that lists the classes "
+                             f"in order (e.g. ImageNet's LOC_synset_mapping.txt)")
 
 
 def _prepare_eval(a: EvalArgs) -> _EvalRun:
@@ -170,7 +157,8 @@ def _prepare_eval(a: EvalArgs) -> _EvalRun:
     rank, world = distributed.rank_and_world()
     net, data, model_name = load_model_and_data(a.model, a.dataset, a.data_dir, a.split, dev, arch=a.arch,
                                                 model_param=a.model_param, normalize=a.normalize,
-                                                untrained=a.untrained)
+                                                untrained=a.untrained, image_size=a.image_size,
+                                                class_map=a.class_map)
     state = None
     if a.output is not None and not a.to_stdout:
         state = ResumeState(str(a.output) + (".partial" if world == 1 else f".partial.rank{rank}"))
@@ -178,7 +166,9 @@ def _prepare_eval(a: EvalArgs) -> _EvalRun:
             state.discard()
         elif state.exists():
             state.validate()
-    return _EvalRun(net, data, model_name, specs, grid, dev, rank, state)
+    resumed = state if a.resume and state is not None and state.exists() else None
+    return _EvalRun(net, data, model_name, specs, grid, dev, rank, state,
+                    resolve_batch_size(a.batch_size, net, data, dev, a.limit, resumed))
 
 
 def _evaluate(a: EvalArgs, run: _EvalRun) -> Optional[EvalResult]:
@@ -188,7 +178,8 @@ def _evaluate(a: EvalArgs, run: _EvalRun) -> Optional[EvalResult]:
 
     with render.progress_bar(a.progress and run.rank == 0) as cb:
         result = advframe.evaluate(run.net, run.data, attacks=run.specs, eps=run.grid, norm=a.norm,
-                                   targeted=a.targeted, target=a.target, batch_size=a.batch_size, limit=a.limit,
+                                   targeted=a.targeted, target=a.target, batch_size=run.batch_size, limit=a.limit,
+                                   amp=a.amp,
                                    device=run.device, seed=a.seed, label_leaks=a.label_leaks, progress=cb,
                                    state_path=run.state, model_name=run.model_name,
                                    worst_case=a.worst_case or a.suite is not None)
@@ -246,7 +237,7 @@ def eval_command(
     param: Annotated[Optional[list[str]], typer.Option(help="Attack hyper-parameter key=value or attack.key=value; repeatable.")] = None,
     targeted: Annotated[bool, typer.Option(help="Run targeted attacks.")] = False,
     target: Annotated[str, typer.Option(help="Target classes for --targeted: random or least_likely.")] = "random",
-    batch_size: Annotated[int, typer.Option(help="Examples per batch.")] = 250,
+    batch_size: Annotated[str, typer.Option(help="Examples per batch, or auto: the largest batch whose attack passes fit on the device (by trial on CUDA, estimated on CPU), reported.")] = "250",
     limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N examples (prefixes of the shipped splits are class-balanced: N = 10k holds k of each class).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for random starts, targets and noise.")] = 0,
@@ -259,6 +250,9 @@ def eval_command(
     devices: Annotated[int, typer.Option(help="Processes to evaluate on (batches are shared out, counts summed); also works under torchrun.")] = 1,
     worst_case: Annotated[bool, typer.Option("--worst-case", help="Worst-case robust accuracy over the --attack list in the given order: a later attack runs only on examples still robust.")] = False,
     suite: Annotated[Optional[str], typer.Option(help="Run a registered attack suite worst-case (see 'advframe list suites'); replaces --attack.")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Image folders: the side images are resized and centre-cropped to (default: the model's declared input size).")] = None,
+    class_map: Annotated[Optional[Path], typer.Option(help="Image folders: a file giving the class order, one class folder name first on each line (ImageNet's LOC_synset_mapping.txt) or imagenet_class_index.json; recorded in the results document.")] = None,
+    amp: Annotated[bool, typer.Option("--amp", help="Run the attacks' forward passes under bf16 autocast (for CUDA); the adversarial examples are audited and classified in float32.")] = False,
 ) -> None:
     """Evaluate a model under attacks over an eps grid and print the table (and the checks)."""
     a = EvalArgs(**{k: v for k, v in locals().items() if k != "ctx"})  # the options, as given

@@ -74,3 +74,20 @@ def check_not_empty(*pairs: tuple[str | None, str]) -> None:
     for value, option in pairs:
         if value is not None and not str(value).strip():
             raise ParameterError(f"{option} is empty ({value!r}): pass a name, or drop {option} for the default")
+
+
+def parse_batch_size(text: str | int) -> int | None:
+    """``--batch-size``: a positive number of examples, or ``auto`` (None: found on the device).
+
+    Raises:
+        ParameterError: for anything else.
+    """
+    if isinstance(text, str) and text.strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ParameterError(f"--batch-size '{text}' is invalid: use a positive number of examples per batch, "
+                             f"or auto") from None
+    check_positive(value, "--batch-size", "examples per batch (or auto)")
+    return value

@@ -115,6 +115,13 @@ def load_user_model(spec: str | None, *, arch: str | None = None, model_param: l
 
     params = parse_model_params(model_param)
     norm = parse_normalize(normalize)
+    family = plugins.registry().family(arch)
+    label_override = None
+    if family is not None and not is_checkpoint(spec):  # --arch timm:NAME: a registered family member
+        if spec is not None:
+            raise ParameterError(f"--arch {arch} builds a network, but --model '{spec}' is a registered name: "
+                                 f"drop one of them")
+        spec, params, arch, label_override = family[0], {**params, **family[1]}, None, arch
     if is_checkpoint(spec):
         model = advframe.load_model(spec, device=device, arch=arch, config=params)
         label = model_label(model)
@@ -131,7 +138,7 @@ def load_user_model(spec: str | None, *, arch: str | None = None, model_param: l
                                  f"name: pass --model FILE.safetensors, or drop --model to build {arch}")
         factory = plugins.registry().get("models", spec).factory
         model = advframe.load_model(spec, device=device, config=params)
-        label = spec
+        label = label_override or spec
     if check and not untrained and not has_weights(model, factory):
         what = f"model '{spec}'" if spec is not None else f"--arch {arch}"
         raise ParameterError(f"{what} is an architecture without trained weights: pass a checkpoint "
@@ -161,6 +168,9 @@ def model_to_train(model: str, arch: str | None, model_param: list[str] | None, 
 
     params = parse_model_params(model_param)
     norm = parse_normalize(normalize)
+    family = plugins.registry().family(arch)
+    if family is not None:  # --arch timm:NAME: the registered family member
+        model, params, arch = family[0], {**params, **family[1]}, None
     if arch is None:
         plugins.registry().get("models", model)
         if norm is None:

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console, Group
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, Task, TaskID, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskID, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
 from rich.text import Text
 
@@ -51,10 +51,22 @@ class RunRemainingColumn(TimeRemainingColumn):
         return Text(f"eta {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}", style="progress.remaining")
 
 
+class RateColumn(ProgressColumn):
+    """Images per second of an evaluation since it started (blank for other tasks and before the first batch)."""
+
+    def render(self, task: Task) -> Text:
+        """``123.4 img/s``."""
+        done = task.completed - task.fields.get("first", 0)
+        if task.fields.get("unit") != "examples" or done <= 0 or not task.elapsed:
+            return Text("")
+        rate = done / task.elapsed
+        return Text(f"{rate:.3g} img/s" if rate < 100 else f"{rate:,.0f} img/s", style="progress.data.speed")
+
+
 def progress_display() -> Progress:
     """The progress display of every command: on the stderr console, so stdout keeps only results."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), RunRemainingColumn(),
+                    TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), RunRemainingColumn(), RateColumn(),
                     TextColumn("{task.fields[info]}"), console=err_console, transient=False)
 
 
@@ -212,6 +224,6 @@ def simple_table(title: str, columns: list[str], rows: list[list[Any]]) -> Table
     for i, c in enumerate(columns):
         numeric = i > 0 and bool(rows) and all(_PERCENTS.match(str(r[i])) for r in rows if i < len(r))
         table.add_column(c, justify="right" if numeric else "left")
-    for row in rows:
-        table.add_row(*[str(v) for v in row])
+    for row in rows:  # cells are data (names, summaries, plugin errors), never markup: "advframe[timm]" stays
+        table.add_row(*[Text(str(v)) for v in row])
     return table

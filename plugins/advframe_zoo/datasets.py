@@ -1,8 +1,9 @@
-"""Data sets: the embedded ``mnist5k`` and readers of MNIST IDX and CIFAR-10 binary files.
+"""Data sets: the embedded ``mnist5k`` and readers of MNIST IDX files; helpers shared by the readers.
 
-No pickle anywhere: CIFAR-10 is read from its *binary version* (``cifar-10-binary.tar.gz``),
-whose records are one label byte followed by 3,072 pixel bytes (1,024 red, 1,024 green,
-1,024 blue, row-major 32×32).
+The CIFAR-10 and CIFAR-100 readers live in :mod:`advframe_zoo.cifar` and the image-folder
+reader in :mod:`advframe_zoo.imagefolder`. Pickle is read only through the
+restricted unpickler of :mod:`advframe_zoo.restricted_pickle` (CIFAR python batches);
+nothing here calls ``pickle.load``.
 """
 
 from __future__ import annotations
@@ -210,54 +211,3 @@ class FashionMNIST(MNIST):
     summary = "Fashion-MNIST read from its IDX files (same names as MNIST) in --data-dir"
     hint = ("download the four Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
             "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) into that folder")
-
-
-# ---------------------------------------------------------------- CIFAR-10 binary
-
-CIFAR_RECORD = 1 + 3 * 32 * 32
-CIFAR_FILES = {
-    "train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
-    "test": ("test_batch.bin",),
-}
-
-
-def read_cifar_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read one CIFAR-10 binary batch: ``(images uint8 (N, 3, 32, 32), labels uint8 (N,))``."""
-    raw = _read_bytes(path)
-    if len(raw) == 0 or len(raw) % CIFAR_RECORD:
-        raise DataError(f"'{path}' has {len(raw)} bytes, not a multiple of the {CIFAR_RECORD}-byte CIFAR-10 "
-                        f"record: use the CIFAR-10 binary version (cifar-10-binary.tar.gz), not the python one")
-    rec = np.frombuffer(raw, dtype=np.uint8).reshape(-1, CIFAR_RECORD)
-    return rec[:, 1:].reshape(-1, 3, 32, 32), rec[:, 0]
-
-
-class CIFAR10(Dataset):
-    """CIFAR-10 from the *binary version* (``data_batch_1.bin`` ... ``test_batch.bin``)."""
-
-    name = "cifar10"
-    summary = "CIFAR-10 read from the binary version (data_batch_1.bin ... test_batch.bin) in --data-dir"
-    num_classes = 10
-    input_shape = (3, 32, 32)
-    bounds = (0.0, 1.0)
-    default_eps = CIFAR_EPS
-    splits = ("train", "test")
-    needs_data_dir = True
-
-    def read(self, split: str, data_dir: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
-        if data_dir is None:
-            raise DataError(f"data set '{self.name}' reads files from a folder: pass --data-dir DIR")
-        base = data_dir / "cifar-10-batches-bin" if (data_dir / "cifar-10-batches-bin").is_dir() else data_dir
-        images, labels = [], []
-        for fname in CIFAR_FILES[split]:
-            p = base / fname
-            if not p.is_file():
-                raise DataError(f"data set 'cifar10': file '{fname}' is missing from '{base}': download the "
-                                f"CIFAR-10 binary version (cifar-10-binary.tar.gz) and extract it there "
-                                f"(the python version's pickle batches are not read)")
-            im, lab = read_cifar_bin(p)
-            if int(lab.max()) > 9:
-                raise DataError(f"'{p}' holds label {int(lab.max())}: not a CIFAR-10 binary batch "
-                                f"(CIFAR-100 uses two label bytes)")
-            images.append(im)
-            labels.append(lab)
-        return _to_tensors(np.concatenate(images), np.concatenate(labels))
