@@ -16,8 +16,10 @@
 #      left (pytest-xdist when present).
 #   3. timings: benchmarks/bench_gpu.py (pgd-40, default eval, worst-case suite if present,
 #      one pgd_at epoch), JSON and a table.
-# Results go to $OUT (default ./gpu_out), at most 7 files: summary.txt, install.log,
-# test_cuda.log, test_suite.log, bench.log, bench_gpu.json, nvidia-smi.txt.
+#      Then benchmarks/bench_gpu_wrn.py: WRN-28-10 PGD-10 with --batch-size auto, with and
+#      without bf16 autocast, images per second against the bare loop.
+# Results go to $OUT (default ./gpu_out), at most 8 files: summary.txt, install.log,
+# test_cuda.log, test_suite.log, bench.log, bench_gpu.json, bench_gpu_wrn.json, nvidia-smi.txt.
 set -u
 SMOKE=0
 [ "${1:-}" = "--cpu-smoke" ] && SMOKE=1
@@ -114,6 +116,13 @@ else
   phase bench "$OUT/bench.log" 200 "$PY" benchmarks/bench_gpu.py --large-seconds 2 --output "$OUT/bench_gpu.json"
 fi
 grep -E "^(pgd_at epoch|default eval|worst-case)" "$OUT/bench.log" | sed 's/^/  bench: /' | tee -a "$SUMMARY"
+# WRN-28-10 PGD-10 with --batch-size auto, float32 and bf16 autocast, against the bare loop (issue 26)
+if [ "$SMOKE" = 1 ]; then
+  phase bench_wrn "$OUT/bench.log" 200 "$PY" benchmarks/bench_gpu_wrn.py --smoke --output "$OUT/bench_gpu_wrn.json"
+else
+  phase bench_wrn "$OUT/bench.log" 150 "$PY" benchmarks/bench_gpu_wrn.py --examples 4096 --output "$OUT/bench_gpu_wrn.json"
+fi
+grep -E "PGD-10 (float32|bf16)" "$OUT/bench.log" | sed 's/^/  bench: /' | tee -a "$SUMMARY"
 
 # ---------------------------------------------------------------- 2b. the rest of the suite, in the time left
 SUITE_ARGS=${GPU_CHECK_SUITE_ARGS:-tests}

@@ -105,10 +105,11 @@ PLAN.update({
     "advnet.md": [("bash", "bash", "")],
     "worst-case.md": [("bash", "bash", ""), ("bash", "bash", ""),
                       ("bash", "skip", "a benchmark: minutes, beside torchattacks")],
+    "cifar-imagenet.md": [("bash", "bash", "")] * 4,
     "multi-gpu.md": [("bash", "bash", ""), ("bash", "skip", "the GPU check script (needs a GPU machine)"),
                      ("bash", "skip", "downloads a wheel")],
 })
-COMMANDS = {"eval", "list", "plugins", "train", "transfer", "report", "lipschitz", "train-generator"}
+COMMANDS = {"eval", "list", "plugins", "train", "transfer", "report", "lipschitz", "train-generator", "import"}
 
 # Commands that are run: through the console script (SCRIPT) or in this process. Every other
 # ``advframe`` command of a page trains for epochs, evaluates 1,000 digits or more, or needs
@@ -120,6 +121,24 @@ RUN = {
     "advframe eval --model mynet.safetensors --arch mynets.cnn:Net --dataset mine.npz --attack fgsm",
 }
 SCRIPT = {"advframe eval --model mynet.safetensors --arch mynets.cnn:Net --attack pgd --eps 0.1"}
+# the CIFAR-10 commands of cifar-imagenet.md, on the stand-in files SETUP writes (seconds on 8 images);
+# its WRN-28-10 and Inception v3 commands take minutes here: tests/run_docs_commands.py runs them
+RUN |= {
+    "advframe eval --dataset cifar10 --data-dir data --model preact_resnet18 --untrained --attack pgd --param steps=10 "
+    "--eps 8/255 --limit 8",
+    "advframe import Wong2020Fast.pt --arch preact_resnet18 --eps 8/255 --out wong2020fast.safetensors",
+    "advframe eval --model wong2020fast.safetensors --data-dir data --attack pgd --param steps=10 --eps 8/255 --limit 8",
+}
+
+
+def _stand_ins(folder: Path) -> None:
+    from tests.formats import write_stand_ins
+
+    write_stand_ins(folder)
+
+
+# pages whose commands read files the user brings (data sets, foreign weights): written small first
+SETUP = {"cifar-imagenet.md": _stand_ins}
 
 
 def blocks(page: str) -> list[tuple[str, str]]:
@@ -194,6 +213,8 @@ def run_page(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list
         monkeypatch.setattr(advframe, "load_dataset", lambda *a, **k: load(*a, **k).take(PREFIX[page]))
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    if page in SETUP:
+        SETUP[page](tmp_path)
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]), "COLUMNS": "200"}
     namespace: dict[str, object] = {"__name__": "__doc_snippet__"}
     ran = []
