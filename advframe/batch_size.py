@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from advframe.errors import ParameterError
 from advframe.model import Model, eval_mode
 
 HEADROOM = 0.9
@@ -92,7 +93,7 @@ def cuda_fits(model: Model, x1: torch.Tensor, y1: torch.Tensor) -> Callable[[int
         try:
             attack_pass(model, x1.expand(n, *x1.shape[1:]), y1.expand(n))
             return True
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError from torch 2.5; this name since 1.13
             return False
         finally:
             torch.cuda.empty_cache()
@@ -142,6 +143,9 @@ def find_batch_size(model: Model, x: torch.Tensor, y: torch.Tensor, device: torc
         y: their labels.
         device: where the run goes.
         cap: no larger than this (the number of examples to evaluate).
+
+    Raises:
+        ParameterError: when not even one example fits.
     """
     cap = max(1, int(cap))
     with eval_mode(model):
@@ -153,5 +157,8 @@ def find_batch_size(model: Model, x: torch.Tensor, y: torch.Tensor, device: torc
             per_example = max(1, 2 * activation_bytes(model, two) // 2)  # outputs and their gradients
             largest = min(cap, CPU_CAP, max(1, available_memory() // 2 // per_example))
             trials, method = [], "estimate"
+    if largest < 1:
+        raise ParameterError(f"--batch-size auto: not even one example's attack pass fits on {device}: "
+                             f"free the device, or pass --device cpu")
     use = largest if largest >= cap else max(1, int(largest * HEADROOM))  # the data, not memory, set the cap
     return BatchSizeFound(use, largest, method, tuple(trials))

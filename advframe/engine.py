@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -147,7 +147,8 @@ class Engine:
         strict: raise on the first refused batch instead of recording it.
         context: prefix for the strict-mode error (e.g. the source model's name).
         amp: run the attacks' passes under bf16 autocast (:class:`advframe.precision.Autocast`);
-            the batches they return stay float32 and are audited in float32.
+            the batches they return stay float32 and are audited in float32, and the examples
+            whose goal only the bf16 view met are attacked again in float32.
     """
 
     def __init__(self, threats: Sequence[ThreatModel], *, seed: int | None = 0, strict: bool = False,
@@ -198,10 +199,10 @@ class Engine:
         cells = [_Cell(spec.name, attack_index, j, t, None if seeds is None else seeds[k], start, int(x.shape[0]))
                  for k, (j, t) in enumerate(zip(indices, threats))]
         attacked, labels = x.detach().clone(), y.detach().clone()
-        model = self.attacked_model(model, x.device)
+        seen = self.attacked_model(model, x.device)
         try:
             reachable = [t.within_reach(x) for t in threats]  # also for attacks not built on Attack
-            crafted = spec.attack.grid(model, attacked, labels, reachable, target, seeds)
+            crafted = spec.attack.grid(seen, attacked, labels, reachable, target, seeds)
         except AdvframeError:
             raise
         except Exception as exc:  # a buggy or hostile attack must not end the run
@@ -212,7 +213,40 @@ class Engine:
             got = len(crafted) if isinstance(crafted, list) else type(crafted).__name__
             why = f"attack {spec.label} returned {got} results for {len(threats)} threat models"
             return self._raise_if_strict([c.failed(why) for c in cells])
-        return self._raise_if_strict([c.audited(out, x, spec) for c, out in zip(cells, crafted)])
+        records = [c.audited(out, x, spec) for c, out in zip(cells, crafted)]
+        if seen is not model:
+            records = [self._float32_recheck(model, seen, x, y, spec, r, start, target) for r in records]
+        return self._raise_if_strict(records)
+
+    def _float32_recheck(self, model: Model, seen: Model, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec,
+                         rec: Record, start: int, target: torch.Tensor | None) -> Record:
+        """Under ``amp``: attack again, in float32, the examples whose goal only the bf16 view met.
+
+        An attack that stops on examples it believes broken (APGD, FAB, Square) would leave
+        such an example half-attacked, and the float32 count would call it robust. Here the
+        attack runs again without autocast on exactly those examples (same seed), and their
+        rows are replaced; the merged batch is audited again.
+        """
+        if rec.x_adv is None:
+            return rec
+        with torch.no_grad():
+            bf16, fp32 = seen.predict(seen(rec.x_adv)), model.predict(model(rec.x_adv))
+        met = (lambda p: p == target) if target is not None else (lambda p: p != y)
+        redo = met(bf16) & ~met(fp32)
+        if not bool(redo.any()):
+            return rec
+        (sub,) = Engine(self.threats, seed=self.seed, context=self.context).craft(
+            model, x[redo], y[redo], spec, attack_index=rec.attack_index, start=start,
+            target=None if target is None else target[redo], eps=[rec.eps_index])
+        if sub.x_adv is None:
+            return replace(rec, x_adv=None, refusal=sub.refusal)
+        merged = rec.x_adv.clone()
+        merged[redo] = sub.x_adv
+        share = float(redo.sum()) / int(x.shape[0])
+        return replace(rec, x_adv=merged, audit=rec.threat.audit(merged, x),
+                       gradient_evaluations=rec.gradient_evaluations + share * sub.gradient_evaluations,
+                       forward_queries=rec.forward_queries + share * sub.forward_queries,
+                       seconds=rec.seconds + sub.seconds)
 
     def _raise_if_strict(self, records: list[Record]) -> list[Record]:
         if self.strict:

@@ -8,7 +8,7 @@ through the model's own training loss instead of a hard-coded cross-entropy.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
@@ -224,13 +224,25 @@ def fit_state(state: dict[str, torch.Tensor], expected: Sequence[str]) -> dict[s
     Reads checkpoints written before keys were stored without wrapper prefixes. A prefix
     is removed only when every key carries it and the architecture expects none of them.
     """
-    want = set(expected)
-    while state and not (set(state) & want):
-        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state)), None)
+    while True:
+        state, prefix = strip_prefix(state, expected)
         if prefix is None:
-            break
-        state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
+            return state
+
+
+def strip_prefix(state: dict[str, torch.Tensor], expected: Sequence[str],
+                 prefixes: Sequence[str] = WRAPPER_PREFIXES) -> tuple[dict[str, torch.Tensor], str | None]:
+    """``state`` without one wrapper prefix, and the prefix removed (None: nothing removed).
+
+    A prefix is removed only when every key carries it and the architecture expects none
+    of the keys.
+    """
+    if not state or set(state) & set(expected):
+        return state, None
+    prefix = next((p for p in prefixes if all(k.startswith(p) for k in state)), None)
+    if prefix is None:
+        return state, None
+    return {k[len(prefix):]: v for k, v in state.items()}, prefix
 
 
 def import_path(obj: Any) -> str | None:
@@ -282,3 +294,23 @@ def model_label(model: nn.Module) -> str:
             return label
     name, _ = model_config(model)
     return name or type(network_and_normalization(model)[0]).__name__
+
+
+def without_initialisation(build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` on the meta device, then given real but uninitialised storage.
+
+    For a network whose every weight and buffer a state dict is about to overwrite: the
+    random initialisation of millions of weights is skipped (seconds for a WideResNet). A
+    network that keeps buffers its state dict does not hold is built normally, since the
+    load would leave them empty; so is one whose construction fails on the meta device.
+    """
+    try:
+        with torch.device("meta"):
+            net = build()
+    except (RuntimeError, NotImplementedError, TypeError, ValueError):
+        return build()
+    inner = network_and_normalization(net)[0]
+    kept = set(inner.state_dict())
+    if not all(name in kept for name, _ in inner.named_buffers()):
+        return build()
+    return net.to_empty(device="cpu")

@@ -28,7 +28,8 @@ from torch import nn
 
 from advframe.checkpoint import load_checkpoint, save_checkpoint
 from advframe.errors import AdvframeError, CheckpointError, Hint, ParameterError
-from advframe.model import Normalized, describe_model, fit_state, network_and_normalization
+from advframe.model import (Normalized, describe_model, fit_state, network_and_normalization,
+                            without_initialisation)
 
 FORMAT = "advframe.model/1"
 ARCH_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", re.ASCII)
@@ -367,7 +368,10 @@ def model_from_checkpoint(path: str | os.PathLike[str], *, arch: str | None = No
         meta, arch = {**meta, "model": family[0]}, None
         cfg = {**cfg, **family[1]}
     factory, label = _factory(p, meta, arch)
-    net = build_checked(factory, cfg, f"'{p}'", label)
+    if arch is None and isinstance(factory, type):  # a registered class: no initialisation the load overwrites
+        net = without_initialisation(lambda: build_checked(factory, cfg, f"'{p}'", label))
+    else:
+        net = build_checked(factory, cfg, f"'{p}'", label)
     if arch is None:  # a registered name: remember it as the registry does
         net._advframe_name, net._advframe_config = label, cfg
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -385,7 +389,7 @@ def model_from_checkpoint(path: str | os.PathLike[str], *, arch: str | None = No
         except (KeyError, TypeError, AdvframeError) as exc:
             raise CheckpointError(f"'{p}': metadata 'normalize' {_short(norm)} is not {{mean, std}} ({exc})") from None
     shape = meta.get("input_shape")
-    if isinstance(shape, list) and shape and all(isinstance(v, int) and 0 < v <= 65536 for v in shape):
+    if isinstance(shape, list) and shape and all(isinstance(v, int) and 0 < v <= 4096 for v in shape):
         net.input_shape = tuple(shape)  # declared by the checkpoint (advframe import records it)
     model._advframe_checkpoint = dict(meta)
     model._advframe_label = f"{p.stem} ({label})"

@@ -17,7 +17,7 @@ import torch
 
 from advframe import plugins
 from advframe.engine import AttackSpec
-from advframe.errors import ParameterError
+from advframe.errors import Hint, ParameterError
 from advframe.params import check_seed_value, declared_params, split_params
 from advframe.progress import ProgressCallback
 
@@ -122,7 +122,9 @@ class RunOptions(Settings):
     def validate(self) -> None:
         """Refuse settings no run can use."""
         check_seed_value(self.seed)
-        resolve_device(self.device)
+        if resolve_device(self.device).type != "cuda" and self.amp:
+            raise ParameterError("amp (bf16 autocast) needs a CUDA device: drop {amp} or use {device}",
+                                 hint=(Hint("amp", True), Hint("device", "cuda")))
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ParameterError(f"batch size {self.batch_size} is invalid: use a positive integer")
         if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)

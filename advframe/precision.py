@@ -2,9 +2,10 @@
 
 * :class:`Autocast` runs a model's forward under ``torch.autocast`` in bfloat16 and hands
   back float32 outputs. The engine gives it to the *attacks* only (``amp``): the
-  adversarial batches stay float32, the threat-model audit reads them in float32, and the
-  evaluator classifies them with the float32 model, so a number the attack's bf16
-  passes got wrong can only make the attack weaker, never the count wrong.
+  adversarial batches stay float32, the threat-model audit reads them in float32, the
+  evaluator classifies them with the float32 model, and an example whose goal only the
+  bf16 view met is attacked again in float32 (:meth:`advframe.engine.Engine.craft`), so an
+  attack that stops early on bf16's word leaves no example half-attacked.
 * :func:`channels_last_applies`: the NHWC memory layout speeds up convolutions on CUDA
   (tensor cores). It changes no value beyond floating-point reassociation, and is used
   only on CUDA by default, so CPU results stay bit-identical.

@@ -132,6 +132,49 @@ def test_planted_pickles_are_refused_before_they_run(tmp_path, protocol, which, 
     assert not marker.exists()
 
 
+class Calls:
+    """Pickles as ``func(*args)`` with an allowed global: what a hostile batch can still ask for."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+@pytest.mark.parametrize("case", ["ndarray called", "huge _reconstruct", "zero strides"])
+def test_allowed_globals_cannot_allocate_more_than_the_file_holds(case):
+    from numpy.lib.stride_tricks import as_strided
+
+    if case == "ndarray called":  # ndarray(shape, dtype, buffer, offset, strides): 12 GB from 150 bytes
+        payload = Calls(np.ndarray, (4_000_000, 3072), "u1", b"\0", 0, (0, 0))
+    elif case == "huge _reconstruct":
+        from numpy._core.multiarray import _reconstruct
+
+        payload = Calls(_reconstruct, np.ndarray, (10 ** 12,), b"b")
+    else:  # a real array whose state was written from a zero-stride view: numpy copies it, so it is big
+        payload = as_strided(np.zeros(1, np.uint8), shape=(300, 3072), strides=(0, 0))
+    data = pickle.dumps({b"data": payload, b"labels": [0]}, protocol=2)
+    if case == "zero strides":
+        assert len(data) > 300 * 3072  # numpy writes the whole array: this one is honest, and read
+        assert loads_restricted(data, "x")[b"data"].shape == (300, 3072)
+        return
+    with pytest.raises(DataError) as info:
+        loads_restricted(data, "batch")
+    assert len(str(info.value).splitlines()) == 1 and "'batch'" in str(info.value)
+
+
+def test_a_small_pickle_of_shared_containers_is_walked_once():
+    """The memo lets 1 kB describe a DAG of 2**40 paths; the check visits each container once."""
+    node: list = []
+    for _ in range(40):
+        node = [node, node]
+    data = pickle.dumps({b"data": node}, protocol=2)
+    assert len(data) < 2000
+    out = loads_restricted(data, "dag")[b"data"]  # a walk over paths instead of objects would not return
+    assert out[0] is out[1]
+
+
 def test_codecs_encode_admitted_only_for_latin1(tmp_path):
     # protocol-2 pickles of bytes call _codecs.encode(text, "latin1"); nothing else is let through
     assert loads_restricted(pickle.dumps(b"\x00\xffab", protocol=2), "f") == b"\x00\xffab"
@@ -249,8 +292,11 @@ def test_imagefolder_class_maps_set_the_order(tmp_path):
         described = json.loads(json.dumps(data.describe()))
         assert described == {"root": str(tmp_path), "class_map": str(cmap), "classes": order,
                              "image_size": 8, "resize": 8}
-    text.write_text("cat\ndog\neel\nfox\n")
-    with pytest.raises(DataError, match="class 'fox' of the class map .* has no folder"):
+    text.write_text("ant\ncat\ndog\neel\nfox\n")  # a map of more classes than the folders: labels keep its order
+    part = ImageFolder(image_size=8, resize=8, class_map=str(text)).load("test", tmp_path)
+    assert part.num_classes == 5 and sorted(set(part.labels.tolist())) == [1, 2, 3]
+    text.write_text("ant\nbee\n")
+    with pytest.raises(DataError, match="no class of the class map .* has a folder"):
         ImageFolder(image_size=8, class_map=str(text)).load("test", tmp_path)
     text.write_text("cat\ndog\n")
     with pytest.raises(DataError, match="folder 'eel' .* is not in the class map"):

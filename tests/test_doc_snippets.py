@@ -125,9 +125,9 @@ SCRIPT = {"advframe eval --model mynet.safetensors --arch mynets.cnn:Net --attac
 # its WRN-28-10 and Inception v3 commands take minutes here: tests/run_docs_commands.py runs them
 RUN |= {
     "advframe eval --dataset cifar10 --data-dir data --model preact_resnet18 --untrained --attack pgd --param steps=10 "
-    "--eps 8/255 --limit 8",
+    "--eps 8/255 --limit 4",
     "advframe import Wong2020Fast.pt --arch preact_resnet18 --eps 8/255 --out wong2020fast.safetensors",
-    "advframe eval --model wong2020fast.safetensors --data-dir data --attack pgd --param steps=10 --eps 8/255 --limit 8",
+    "advframe eval --model wong2020fast.safetensors --data-dir data --attack pgd --param steps=10 --eps 8/255 --limit 4",
 }
 
 

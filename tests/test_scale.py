@@ -8,7 +8,9 @@ from torch import nn
 
 import advframe
 from advframe.batch_size import HEADROOM, cuda_fits, find_batch_size, largest_fitting
+from advframe.attack import Attack
 from advframe.engine import AttackSpec, Engine
+from advframe.errors import ParameterError
 from advframe.precision import Autocast, channels_last_applies
 from advframe.threat import ThreatModel
 from tests.helpers import invoke
@@ -39,7 +41,7 @@ class OutOfMemoryAbove(nn.Module):
 
     def forward(self, x):
         if x.shape[0] > self.limit:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return self.lin(x)
 
 
@@ -47,6 +49,7 @@ def test_the_cuda_trial_catches_out_of_memory_and_keeps_headroom():
     model = advframe.load_model(OutOfMemoryAbove(300))
     x, y = torch.rand(2, 4), torch.tensor([0, 1])
     assert largest_fitting(cuda_fits(model, x[:1], y[:1]), 10_000)[0] == 300
+    assert largest_fitting(cuda_fits(advframe.load_model(OutOfMemoryAbove(0)), x[:1], y[:1]), 10)[0] == 0
 
 
 def test_cpu_batch_size_is_estimated_within_the_data_and_the_memory():
@@ -58,7 +61,7 @@ def test_cpu_batch_size_is_estimated_within_the_data_and_the_memory():
     assert 1 <= big.batch_size <= big.largest <= 1024 and big.batch_size == max(1, int(big.largest * HEADROOM))
 
 
-def test_amp_runs_the_attacks_under_bf16_and_counts_in_float32():
+def test_amp_runs_the_attacks_under_bf16_and_audits_in_float32():
     model = advframe.load_model("mnist_cnn_standard")
     data = advframe.load_dataset("mnist5k").take(64)
     seen = []
@@ -70,15 +73,55 @@ def test_amp_runs_the_attacks_under_bf16_and_counts_in_float32():
 
     threat = ThreatModel(norm="linf", eps=0.1)
     (rec,) = Engine([threat], amp=True).craft(model, data.x, data.y, AttackSpec("fgsm", Spy()))
-    assert seen == [Autocast] and rec.ok and rec.x_adv.dtype == torch.float32  # audited in float32
+    assert seen[0] is Autocast and rec.ok and rec.x_adv.dtype == torch.float32  # audited in float32
     with torch.no_grad():
         out = Autocast(model, "cpu")(data.x)
         assert out.dtype == torch.float32 and (out - model(data.x)).abs().max() < 0.5
-    plain = advframe.evaluate(model, data, attacks=["pgd"], eps=[0.1], params={"steps": 5})
-    amp = advframe.evaluate(model, data, attacks=["pgd"], eps=[0.1], params={"steps": 5}, amp=True)
-    assert amp.to_dict()["amp"] is True and "amp" not in plain.to_dict()
-    assert amp.runs[0].violations == 0 and abs(amp.runs[0].top1 - plain.runs[0].top1) <= 0.1
-    assert amp.clean_top1 == plain.clean_top1  # the clean pass that counts is float32
+
+
+class NearTie(nn.Module):
+    """Two logits 1.0 and 1.001 at x = (1, 0): float32 says class 1, bf16 rounds both to 1.0 and says 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.tensor([[1.0, 0.0], [1.001, -10.0]]))
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+class StopsWhenBroken(Attack):
+    """Like APGD, FAB or Square: leaves an example it believes broken as it is; breaks the others."""
+
+    name = "test_stops_when_broken"
+
+    def perturb(self, model, x, y, threat, target):
+        with torch.no_grad():
+            broken = model.predict(model(x)) != y
+        pushed = (x + torch.tensor([0.0, threat.eps])).clamp(0, 1)  # class 1's logit falls by 10 eps
+        return torch.where(broken[:, None], x, pushed)
+
+
+def test_under_amp_an_example_only_bf16_calls_broken_is_attacked_again_in_float32():
+    model = advframe.load_model(NearTie())
+    x, y = torch.tensor([[1.0, 0.0]]), torch.tensor([1])
+    assert int(model.predict(model(x))) == 1 and int(Autocast(model, "cpu").predict(Autocast(model, "cpu")(x))) == 0
+    threat = ThreatModel(norm="linf", eps=0.1)
+    spec = AttackSpec("stops", StopsWhenBroken())
+    (plain,) = Engine([threat], amp=False).craft(model, x, y, spec)
+    (amp,) = Engine([threat], amp=True).craft(model, x, y, spec)
+    assert int(model.predict(model(plain.x_adv))) == 0  # float32 all along: broken
+    assert int(model.predict(model(amp.x_adv))) == 0 and amp.ok  # without the recheck it would be x itself
+    assert torch.equal(amp.x_adv, plain.x_adv)
+
+
+def test_amp_needs_cuda_in_one_line():
+    with pytest.raises(ParameterError, match="amp .* needs a CUDA device"):
+        advframe.evaluate(NearTie(), (torch.rand(2, 2), torch.tensor([0, 1])), attacks=["fgsm"], eps=[0.1], amp=True)
+    out = invoke(["eval", "--attack", "fgsm", "--eps", "0.1", "--limit", "10", "--amp", "--device", "cpu"])
+    assert out.code == 2 and len(out.lines) == 1 and "--amp" in out.output, out.output
 
 
 def test_channels_last_only_on_cuda_by_default_and_the_same_counts_when_forced():
@@ -98,6 +141,17 @@ def test_cli_batch_size_auto_is_reported_and_progress_shows_images_per_second():
     out = invoke(["eval", "--attack", "fgsm", "--eps", "0.1", "--limit", "30", "--batch-size", "auto", "--no-checks"])
     assert out.code == 0, out.output
     assert "batch size auto: 30 (estimated" in out.output and "img/s" in out.output
+
+
+def test_batch_size_auto_validates_the_model_against_the_data_first(tmp_path):
+    """The search runs the model; it must not be what meets a 3-channel image first (a traceback)."""
+    import numpy as np
+
+    rec = np.zeros((4, 3073), np.uint8)
+    rec.tofile(tmp_path / "test_batch.bin")
+    out = invoke(["eval", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--attack", "fgsm", "--eps", "0.1",
+                  "--batch-size", "auto"])
+    assert out.code == 2 and len(out.lines) == 1 and "expects 1x28x28" in out.output, out.output
 
 
 @pytest.mark.parametrize("args,needle", [

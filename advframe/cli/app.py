@@ -13,7 +13,7 @@ import typer
 from advframe import plugins
 from advframe.cli import render
 from advframe.cli.models import ArchOption, ModelParamOption, NormalizeOption, UntrainedOption
-from advframe.cli.common import (check_not_empty, check_positive, check_seed, parse_batch_size,
+from advframe.cli.common import (check_image_size, check_not_empty, check_positive, check_seed, parse_batch_size,
                                  parse_eps_list, parse_params, resolve_device)
 from advframe.cli.inputs import load_model_and_data, resolve_batch_size
 from advframe.cli.launch import maybe_launch
@@ -138,8 +138,7 @@ def _check_eval_args(a: EvalArgs) -> None:
     check_seed(a.seed)
     parse_batch_size(a.batch_size)
     check_positive(a.limit, "--limit", "examples")
-    if a.image_size is not None and not 8 <= a.image_size <= 4096:
-        raise ParameterError(f"--image-size {a.image_size} is invalid: use a side between 8 and 4096 pixels")
+    check_image_size(a.image_size)
     if a.class_map is not None and not a.class_map.is_file():
         raise ParameterError(f"--class-map '{a.class_map}' is not a file: pass the file that lists the classes "
                              f"in order (e.g. ImageNet's LOC_synset_mapping.txt)")
@@ -167,8 +166,10 @@ def _prepare_eval(a: EvalArgs) -> _EvalRun:
         elif state.exists():
             state.validate()
     resumed = state if a.resume and state is not None and state.exists() else None
-    return _EvalRun(net, data, model_name, specs, grid, dev, rank, state,
-                    resolve_batch_size(a.batch_size, net, data, dev, a.limit, resumed))
+    batch = resolve_batch_size(a.batch_size, net, data, dev, a.limit, resumed, report=rank == 0)
+    if world > 1:  # every rank must cut the data into the same batches: the smallest size found
+        batch = min(distributed.all_gather_objects([batch]))
+    return _EvalRun(net, data, model_name, specs, grid, dev, rank, state, batch)
 
 
 def _evaluate(a: EvalArgs, run: _EvalRun) -> Optional[EvalResult]:
@@ -194,7 +195,7 @@ def _evaluate(a: EvalArgs, run: _EvalRun) -> Optional[EvalResult]:
 
             emit(cb, "checks", 0, len(available_checks()))  # the checks' bar starts with them
             run_checks(run.net, run.data, result, attacks={s.name: s.attack for s in run.specs}, device=run.device,
-                       seed=a.seed, progress=cb)
+                       seed=a.seed, progress=cb, batch_size=min(run.batch_size, 250))  # no larger than it fits
     return result
 
 

@@ -91,3 +91,9 @@ def parse_batch_size(text: str | int) -> int | None:
                              f"or auto") from None
     check_positive(value, "--batch-size", "examples per batch (or auto)")
     return value
+
+
+def check_image_size(value: int | None, option: str = "--image-size") -> None:
+    """Refuse an image side outside 8..4096 pixels (None: not given)."""
+    if value is not None and not 8 <= value <= 4096:
+        raise ParameterError(f"{option} {value} is invalid: use a side between 8 and 4096 pixels")

@@ -88,6 +88,8 @@ class CheckOptions:
         seed: seeds the probe's attacks (default: the evaluation's seed). The global
             random state is restored afterwards.
         progress: callback receiving one event per check.
+        batch_size: examples per attack call on the probe (``advframe eval`` passes its own,
+            so that an ImageNet-sized probe fits where the evaluation did).
     """
 
     attacks: Sequence[Any] | Mapping[str, Any] | None = None
@@ -96,11 +98,14 @@ class CheckOptions:
     device: str | torch.device | None = None
     seed: int | None = None
     progress: ProgressCallback = None
+    batch_size: int = 250
 
     def validate(self) -> None:
-        """Refuse a probe of no examples."""
+        """Refuse a probe of no examples, or batches of none."""
         if self.subset < 1:
             raise ParameterError(f"subset {self.subset} is invalid: the checks need at least one example")
+        if self.batch_size < 1:
+            raise ParameterError(f"batch_size {self.batch_size} is invalid: use a positive number of examples")
 
     def objects(self) -> dict[str, Any]:
         """The evaluation's attack objects by name."""
@@ -118,7 +123,7 @@ def _probe(model: nn.Module, data: Any, result: Any, rows: list[RunRow], opts: C
     x, y = source.batch(0, n)
     norms = [r.norm for r in rows if r.norm]
     return Probe(model, x.to(dev), y.to(dev), source.bounds, norms[0] if norms else "linf", seed=seed,
-                 attacks=opts.objects())
+                 attacks=opts.objects(), batch_size=opts.batch_size)
 
 
 def run_checks(model: nn.Module, data: Any, result: Any, only: Sequence[str] = tuple(CHECKS), **options: Any

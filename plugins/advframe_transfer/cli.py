@@ -70,7 +70,9 @@ def transfer_command(
 ) -> None:
     """Make adversarial examples on each source, classify them with every target, print the matrices."""
     import advframe
-    from advframe.dataset import check_fits
+    from advframe.cli.inputs import dataset_params
+    from advframe.data_source import as_source
+    from advframe.dataset import LabeledData, check_fits
     from advframe.model import model_label
     from advframe_transfer.transfer import default_transfer_attacks, transfer
 
@@ -88,11 +90,13 @@ def transfer_command(
     user = {"arch": arch, "model_param": model_param, "normalize": normalize, "untrained": untrained}
     sources = _load_models(source, dev, cache, **user)
     targets = _load_models(target, dev, cache, **user)
-    data = advframe.load_dataset(dataset or _dataset_of(source + target) or default_name("datasets", "--dataset"),
-                                 split=split,
-                                 data_dir=data_dir)
+    name = dataset or _dataset_of(source + target) or default_name("datasets", "--dataset")
+    data = advframe.load_dataset(name, split=split, data_dir=data_dir,
+                                 **dataset_params(name, sources[0], None, None))  # image folders: sized to the model
+    first = as_source(data).take(64)
+    x0, y0 = first.batch(0, len(first))
     for net in sources + targets:  # named as in evaluation results (model_label), like the transfer document
-        check_fits(net, data, dev, model_label(net))
+        check_fits(net, LabeledData(x0, y0, 2, first.bounds, first.name, first.split), dev, model_label(net))
     with render.progress_bar(progress) as cb:
         result = transfer(sources, targets, data, attacks=attacks, eps=grid, norm=norm, batch_size=batch_size,
                           limit=limit, device=dev, seed=seed, progress=cb)

@@ -13,6 +13,7 @@ import typer
 
 from advframe.cli import render
 from advframe.cli.models import ModelParamOption, NormalizeOption, parse_model_params, parse_normalize
+from advframe.cli.common import check_image_size
 from advframe.cli.outputs import check_output_path
 from advframe.errors import ParameterError
 from advframe.threat import ThreatModel, parse_eps
@@ -39,8 +40,7 @@ def import_command(
     if out.suffix != ".safetensors":
         raise ParameterError(f"--out '{out}' must name a .safetensors file, e.g. --out {out.stem}.safetensors")
     check_output_path(out, "--out")
-    if image_size is not None and not 8 <= image_size <= 4096:
-        raise ParameterError(f"--image-size {image_size} is invalid: use a side between 8 and 4096 pixels")
+    check_image_size(image_size)
     if norm is not None and eps is None:
         raise ParameterError(f"--norm {norm} without --eps: pass the eps the weights were trained for, "
                              f"e.g. --eps 8/255")
@@ -57,6 +57,6 @@ def import_command(
         f"imported {result.parameters:,} parameters ({result.tensors} tensors) of {arch} from {src.name} "
         f"({result.source['format']}); normalisation: {result.normalize_source}; input "
         f"{'x'.join(map(str, result.input_shape))}; data set {result.dataset}; threat model {threat_text}",
-        highlight=False)
+        highlight=False, markup=False)
     render.console.print(f"wrote {out}: evaluate with  advframe eval --model {out}"
-                         + ("" if result.dataset == "mnist5k" else " --data-dir DIR"), highlight=False)
+                         + ("" if result.dataset == "mnist5k" else " --data-dir DIR"), highlight=False, markup=False)

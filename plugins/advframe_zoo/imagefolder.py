@@ -96,9 +96,19 @@ def _is_visible(name: str) -> bool:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """The JPEG and PNG files anywhere below ``folder``, sorted (hidden entries skipped)."""
+    """The JPEG and PNG files anywhere below ``folder``, sorted (hidden entries skipped).
+
+    Linked folders are followed (ImageNet copies are often trees of links), each real
+    folder once, so a link loop ends.
+    """
     found = []
+    visited: set[tuple[int, int]] = set()
     for here, dirs, files in os.walk(folder, followlinks=True):
+        st = os.stat(here)
+        if (st.st_dev, st.st_ino) in visited:
+            dirs[:] = []
+            continue
+        visited.add((st.st_dev, st.st_ino))
         dirs[:] = sorted(d for d in dirs if _is_visible(d))
         found += [Path(here) / f for f in sorted(files)
                   if _is_visible(f) and f.lower().endswith(IMAGE_SUFFIXES)]
@@ -125,7 +135,9 @@ def split_root(data_dir: Path, split: str) -> Path:
 
 
 def class_order(root: Path, class_map: str | None) -> list[str]:
-    """The class folders of ``root`` in label order: the class map's order, or sorted names.
+    """The classes of ``root`` in label order: the class map's (which may name classes the tree
+    has no folder for: a part of ImageNet keeps the labels of all 1,000 classes), or the
+    sorted folder names.
 
     Raises:
         DataError: for a tree without class folders, or a class map that does not match them.
@@ -138,11 +150,10 @@ def class_order(root: Path, class_map: str | None) -> list[str]:
         return folders
     classes = read_class_map(Path(class_map))
     have, named = set(folders), set(classes)
-    missing = [c for c in classes if c not in have]
-    if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise DataError(f"class '{missing[0]}'{more} of the class map '{class_map}' has no folder in '{root}': "
-                        f"add the class folders, or pass the class map that belongs to this tree")
+    if not have & named:
+        raise DataError(f"no class of the class map '{class_map}' has a folder in '{root}' (the map names "
+                        f"'{classes[0]}', the folders are '{folders[0]}', ...): pass the class map that belongs "
+                        f"to this tree")
     extra = [f for f in folders if f not in named]
     if extra:
         more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
@@ -161,6 +172,8 @@ def list_tree(root: Path, classes: list[str]) -> tuple[list[str], list[int]]:
     labels: list[int] = []
     empty: list[str] = []
     for label, cls in enumerate(classes):
+        if not (root / cls).is_dir():  # a class of the map that this part of the data set does not hold
+            continue
         found = list_images(root / cls)
         if not found:
             empty.append(cls)
@@ -176,13 +189,20 @@ def list_tree(root: Path, classes: list[str]) -> tuple[list[str], list[int]]:
     return files, labels
 
 
+MAX_ASPECT = 4
+"""Longest side over shortest side kept before resizing (see :func:`decode_image`)."""
+
+
 def decode_image(path: Path, image_size: int, resize: int) -> torch.Tensor:
     """One image as float32 ``(3, image_size, image_size)`` in [0, 1].
 
     Decoded with Pillow and converted to RGB; resized (bilinear) so that its shorter side is
     ``resize`` pixels, the longer one scaled alike and truncated, as torchvision's
     ``Resize(resize)`` does; centre-cropped to ``image_size`` as ``CenterCrop`` does. An
-    image whose shorter side is already ``resize`` is not resampled.
+    image whose shorter side is already ``resize`` is not resampled. An image more than
+    :data:`MAX_ASPECT` times longer than wide (or wider than long) is first cut to the
+    central :data:`MAX_ASPECT`:1 part, far outside the final crop, so it never resizes to
+    millions of pixels.
 
     Raises:
         DataError: naming the file when Pillow cannot decode it.
@@ -191,6 +211,10 @@ def decode_image(path: Path, image_size: int, resize: int) -> torch.Tensor:
         with Image.open(path) as opened:
             im = opened.convert("RGB")
         w, h = im.size
+        if max(w, h) > MAX_ASPECT * min(w, h):  # a 1x10000 strip would resize to 256x2,560,000 pixels
+            keep = MAX_ASPECT * min(w, h)
+            im = im.crop(((w - keep) // 2, 0, (w + keep) // 2, h) if w > h else (0, (h - keep) // 2, w, (h + keep) // 2))
+            w, h = im.size
         if min(w, h) != resize:
             size = (resize, int(resize * h / w)) if w <= h else (int(resize * w / h), resize)
             im = im.resize(size, Image.Resampling.BILINEAR)

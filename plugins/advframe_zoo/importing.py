@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from advframe.errors import CheckpointError, ParameterError
-from advframe.model import Normalized, fit_state, network_and_normalization
+from advframe.model import (WRAPPER_PREFIXES, Normalized, network_and_normalization, strip_prefix,
+                            without_initialisation)
 from advframe.threat import ThreatModel
 
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net")
@@ -122,8 +123,8 @@ def read_state(src: Path) -> tuple[dict[str, torch.Tensor], str]:
                               f"nothing in it ran (advframe reads .pt files with torch.load(weights_only=True), "
                               f"which admits tensors and plain containers only); save model.state_dict() "
                               f"instead of the whole model") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+    except Exception as exc:  # noqa: BLE001 - torch's unpickler fails on damaged data in many ways
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:160].encode("unicode_escape").decode("ascii")
         raise CheckpointError(f"'{src}' cannot be read as a torch.save file ({first}): the file is damaged or "
                               f"not a .pt file; download it again") from None
     return state_dict_of(obj, src), "torch.save"
@@ -172,13 +173,11 @@ def unwrap_keys(state: dict[str, torch.Tensor], expected: list[str]
                 state = {k: v for k, v in state.items() if k not in pair}
                 removed.append(" and ".join(pair))
                 break
-        prefix = next((p for p in ("module.", "model.", "_orig_mod.")
-                       if state and not set(state) & want and all(k.startswith(p) for k in state)), None)
+        state, prefix = strip_prefix(state, expected, (*WRAPPER_PREFIXES, "model."))
         if prefix is None:
             break
-        state = {k[len(prefix):]: v for k, v in state.items()}
         removed.append(prefix)
-    return fit_state(state, expected), norm, removed
+    return state, norm, removed
 
 
 def _dataset_for(shape: list[int], classes: int | None) -> str:
@@ -227,7 +226,7 @@ def import_weights(src: str | Path, arch: str, out: str | Path, *, config: dict[
     name, cfg = family if family is not None else (arch, {})
     cfg = {**cfg, **(config or {})}
     state, fmt = read_state(src)
-    net = network_and_normalization(advframe.build_model(name, **cfg))[0]
+    net = network_and_normalization(without_initialisation(lambda: advframe.build_model(name, **cfg)))[0]
     state, found_norm, removed = unwrap_keys(state, list(net.state_dict()))
     load_weights(net, state, f"'{src}'")
     shape = [int(v) for v in getattr(net, "input_shape", ()) or ()]
@@ -240,8 +239,14 @@ def import_weights(src: str | Path, arch: str, out: str | Path, *, config: dict[
     dataset = dataset or _dataset_for(shape, _classes(net))
     source = {"file": src.name, "format": fmt, "sha256": _sha256(src)}
     recorded = threat.to_dict() if threat is not None else None
-    advframe.save_model(model, out, dataset=dataset,
-                        metadata={"threat_model": recorded, "input_shape": shape, "imported_from": source})
+    meta: dict[str, Any] = {"threat_model": recorded, "input_shape": shape, "imported_from": source}
+    if family is not None and name == "timm":
+        from advframe_zoo.timm_models import timm_preprocessing
+
+        crop = timm_preprocessing(net).get("crop_pct")
+        if isinstance(crop, float):
+            meta["crop_pct"] = crop  # image folders are resized to image_size / crop_pct
+    advframe.save_model(model, out, dataset=dataset, metadata=meta)
     _verify(out, net)
     return Imported(out, name, cfg, sum(p.numel() for p in net.parameters()), len(state), chosen, norm_source,
                     shape, dataset, recorded, source, removed)

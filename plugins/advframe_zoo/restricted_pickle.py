@@ -15,8 +15,11 @@ imported by the name the file gives):
   only as ``encode(text, "latin1")``).
 
 Dicts, lists, tuples, strings, bytes and numbers need no global. Any other global is
-refused with a :class:`~advframe.errors.DataError` before it is called, and arrays of
-Python objects (``dtype=object``) are refused after the load.
+refused with a :class:`~advframe.errors.DataError` before it is called. ``numpy.ndarray``
+resolves to a name that only ``_reconstruct`` accepts, and ``_reconstruct`` makes only the
+empty array numpy's own pickles start from, so no array is larger than the bytes of the
+file that fill it. After the load, arrays of Python objects (``dtype=object``), arrays the
+file cannot hold (zero strides) and absurd numbers of items are refused.
 """
 
 from __future__ import annotations
@@ -48,12 +51,32 @@ def _latin1_encode(text: Any, encoding: str = "utf-8", errors: str = "strict") -
     return text.encode("latin1", errors)
 
 
+class NdarrayName:
+    """What ``numpy.ndarray`` resolves to: a name that only :func:`_empty_array` accepts.
+
+    numpy pickles an array as ``_reconstruct(ndarray, (0,), b"b")`` followed by its state,
+    whose data is bytes of the file. The class itself is never handed out: called through
+    a pickle's REDUCE, ``ndarray(shape, dtype, buffer, offset, strides)`` would allocate any
+    size, or view a few bytes with zero strides as a huge array.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        raise pickle.UnpicklingError("numpy.ndarray called directly, not through _reconstruct")
+
+
+def _empty_array(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """numpy's ``_reconstruct`` as numpy's own pickles call it: an empty array, filled by its state."""
+    if subtype is not NdarrayName or tuple(shape) != (0,):
+        raise pickle.UnpicklingError(f"_reconstruct called with shape {tuple(shape)!r}, not numpy's own (0,)")
+    return _reconstruct(np.ndarray, (0,), dtype)
+
+
 ALLOWED: dict[tuple[str, str], Callable[..., Any] | type] = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.multiarray", "_reconstruct"): _empty_array,
+    ("numpy._core.multiarray", "_reconstruct"): _empty_array,
     ("numpy.core.numeric", "_frombuffer"): _frombuffer,
     ("numpy._core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): NdarrayName,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_encode,
 }
@@ -81,7 +104,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return ALLOWED[(module, name)]
         except (KeyError, TypeError):
-            raise DataError(f"'{self.source}' holds a pickle that asks for {module}.{name}; advframe reads only "
+            asked = f"{module}.{name}".encode("unicode_escape").decode("ascii")[:120]  # no control characters
+            raise DataError(f"'{self.source}' holds a pickle that asks for {asked}; advframe reads only "
                             f"{WHAT_IS_READ} from CIFAR batches: download the file again") from None
 
     def persistent_load(self, pid: Any) -> Any:
@@ -90,22 +114,38 @@ class RestrictedUnpickler(pickle.Unpickler):
                         f"from CIFAR batches: download the file again")
 
 
-def _refuse_objects(obj: Any, source: str, depth: int = 0) -> None:
-    """Raise :class:`DataError` if ``obj`` holds an array of Python objects (or nests absurdly deep)."""
-    if depth > 50:
-        raise DataError(f"'{source}' holds containers nested more than 50 deep: not a CIFAR batch, "
-                        f"download the file again")
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.hasobject:
-            raise DataError(f"'{source}' holds an array of Python objects (dtype {obj.dtype}); advframe reads only "
-                            f"numeric arrays from CIFAR batches: download the file again")
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
-            _refuse_objects(key, source, depth + 1)
-            _refuse_objects(value, source, depth + 1)
-    elif isinstance(obj, (list, tuple, set, frozenset)):
-        for item in obj:
-            _refuse_objects(item, source, depth + 1)
+MAX_NODES = 1_000_000
+"""Most containers and items a batch may hold (a CIFAR-10 batch holds about 20,000)."""
+
+
+def _refuse_objects(obj: Any, source: str, size: int) -> None:
+    """Raise :class:`DataError` if ``obj`` holds an array of Python objects, an array whose data the
+    file cannot hold (``size`` bytes: zero strides or a view of a few bytes), or too many items.
+
+    Shared containers are visited once: a pickle's memo can make a small file a deep DAG.
+    """
+    seen: set[int] = set()
+    stack: list[Any] = [obj]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if len(seen) > MAX_NODES:
+            raise DataError(f"'{source}' holds more than {MAX_NODES:,} objects: not a CIFAR batch, "
+                            f"download the file again")
+        if isinstance(item, np.ndarray):
+            if item.dtype.hasobject:
+                raise DataError(f"'{source}' holds an array of Python objects (dtype {item.dtype}); advframe reads "
+                                f"only numeric arrays from CIFAR batches: download the file again")
+            if item.nbytes > size or (item.size > 1 and 0 in item.strides):
+                raise DataError(f"'{source}' holds an array of {item.nbytes:,} bytes that the {size:,}-byte file "
+                                f"cannot hold (a view with zero strides): download the file again")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
 
 
 def loads_restricted(data: bytes, source: str) -> Any:
@@ -131,7 +171,7 @@ def loads_restricted(data: bytes, source: str) -> Any:
         detail = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise DataError(f"'{source}' is not a readable pickle ({type(exc).__name__}: {detail}): "
                         f"the file is damaged, download it again") from None
-    _refuse_objects(obj, source)
+    _refuse_objects(obj, source, len(data))
     return obj
 
 
