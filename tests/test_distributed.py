@@ -112,7 +112,7 @@ def test_advnet_trains_and_resumes_on_two_processes(tmp_path):
 
     out = tmp_path / "advnet.safetensors"
     args = ["train", "--model", "mnist_cnn", "--model-param", "width=0.5", "--dataset", "mnist5k",
-            "--defense", "advnet", "--param", "width=2", "--limit", "1000", "--batch-size", "500", "--lr", "0.01", "--seed", "1",
+            "--defense", "advnet", "--param", "width=2", "--limit", "200", "--batch-size", "100", "--lr", "0.01", "--seed", "1",
             "--out", str(out), "--no-progress", "--devices", "2"]
     r = run_cli(*args, "--epochs", "1", env=ONE_THREAD)
     assert r.returncode == 0, r.stderr

@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from PIL import Image
 
 from advframe.dataset import Dataset
 from advframe.errors import DataError, Hint, ParameterError
@@ -207,6 +206,8 @@ def decode_image(path: Path, image_size: int, resize: int) -> torch.Tensor:
     Raises:
         DataError: naming the file when Pillow cannot decode it.
     """
+    from PIL import Image  # here, not at import: every advframe process loads this plugin
+
     try:
         with Image.open(path) as opened:
             im = opened.convert("RGB")
