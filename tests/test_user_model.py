@@ -13,7 +13,7 @@ import advframe
 from advframe.checkpoint import load_checkpoint, save_checkpoint
 from advframe.dataset import LabeledData
 from advframe.errors import CheckpointError
-from tests.helpers import run_cli
+from tests.helpers import invoke, run_cli
 
 NET = '''
 from torch import nn
@@ -150,11 +150,12 @@ def test_arch_works_for_train_transfer_and_lipschitz(usernet, tmp_path):
     assert proc.returncode == 0, proc.stderr
     meta = load_checkpoint(ck)[1]
     assert meta["arch"] == "usernet_mod:Net" and meta["model_config"] == {"hidden": 8} and meta["model"] is None
-    proc = run_cli("transfer", "--source", str(ck), "--target-model", "mnist_cnn_standard", "--arch", "usernet_mod:Net",
-                   "--attack", "fgsm", "--eps", "0.1", "--limit", "20", "--no-progress")
-    assert proc.returncode == 0, proc.stderr
-    proc = run_cli("lipschitz", "--model", str(ck), "--arch", "usernet_mod:Net")
-    assert proc.returncode == 0, proc.stderr
-    proc = run_cli("eval", "--arch", "usernet_mod:Net", "--untrained", "--attack", "fgsm", "--eps", "0.1",
-                   "--limit", "20", "--no-progress", "--no-checks")
-    assert proc.returncode == 0, proc.stderr
+    # the console script ran above; the other commands run in-process through the same entry point
+    out = invoke(["transfer", "--source", str(ck), "--target-model", "mnist_cnn_standard", "--arch", "usernet_mod:Net",
+                  "--attack", "fgsm", "--eps", "0.1", "--limit", "20", "--no-progress"])
+    assert out.code == 0, out.output
+    out = invoke(["lipschitz", "--model", str(ck), "--arch", "usernet_mod:Net"])
+    assert out.code == 0, out.output
+    out = invoke(["eval", "--arch", "usernet_mod:Net", "--untrained", "--attack", "fgsm", "--eps", "0.1",
+                  "--limit", "20", "--no-progress", "--no-checks"])
+    assert out.code == 0, out.output
