@@ -104,7 +104,8 @@ class RunOptions(Settings):
         amp: the attacks' forward passes under bf16 autocast (for CUDA); the adversarial
             batches are audited and classified in float32 (:mod:`advframe.precision`).
         channels_last: NHWC memory layout for model and inputs; None: on CUDA for conv
-            nets on images, off on CPU (so CPU results are unchanged).
+            nets on images, off on CPU (so CPU results are unchanged). Like the move to
+            ``device``, it converts the given model in place.
     """
 
     norm: str = "linf"

@@ -300,15 +300,15 @@ def test_wrn_28_10_forward_shape_on_meta():
 
 @pytest.mark.parametrize("factory, kwargs, words", [
     (zoo_wrn.WideResNet, {"depth": 27}, "depth must be 6n+4"),
-    (zoo_wrn.WideResNet, {"depth": 4}, "depth must be an integer >= 10"),
-    (zoo_wrn.WideResNet, {"depth": 28.0}, "depth must be an integer"),
-    (zoo_wrn.WideResNet, {"width": 0}, "width must be an integer >= 1"),
-    (zoo_wrn.WideResNet, {"num_classes": 1}, "num_classes must be an integer >= 2"),
+    (zoo_wrn.WideResNet, {"depth": 4}, "parameter depth=4 must be an integer >= 10"),
+    (zoo_wrn.WideResNet, {"depth": 28.0}, "parameter depth=28.0 must be an integer"),
+    (zoo_wrn.WideResNet, {"width": 0}, "parameter width=0 must be an integer >= 1"),
+    (zoo_wrn.WideResNet, {"num_classes": 1}, "parameter num_classes=1 must be an integer >= 2"),
     (zoo_wrn.WideResNet, {"sub_block1": "yes"}, "sub_block1 must be true or false"),
-    (zoo_wrn.WRN28_10, {"num_classes": 1}, "model 'wrn_28_10': num_classes"),
-    (zoo_resnet.PreActResNet18, {"num_classes": 1}, "model 'preact_resnet18': num_classes"),
+    (zoo_wrn.WRN28_10, {"num_classes": 1}, "model 'wrn_28_10': parameter num_classes"),
+    (zoo_resnet.PreActResNet18, {"num_classes": 1}, "model 'preact_resnet18': parameter num_classes"),
     (zoo_resnet.PreActResNet18, {"bn_before_fc": 1}, "bn_before_fc must be true or false"),
-    (zoo_resnet.ResNet50, {"num_classes": True}, "model 'resnet50': num_classes"),
+    (zoo_resnet.ResNet50, {"num_classes": True}, "model 'resnet50': parameter num_classes"),
 ])
 def test_bad_parameters(factory, kwargs, words):
     with pytest.raises(ParameterError) as info, torch.device("meta"):

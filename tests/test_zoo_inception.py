@@ -260,10 +260,10 @@ def test_num_classes_and_training_mode_returns_main_logits():
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    ({"num_classes": 1}, "model 'inception_v3': num_classes must be an integer >= 2"),
-    ({"num_classes": True}, "num_classes must be an integer"),
-    ({"num_classes": 10.0}, "num_classes must be an integer"),
-    ({"num_classes": "10"}, "num_classes must be an integer"),
+    ({"num_classes": 1}, "model 'inception_v3': parameter num_classes=1 must be an integer >= 2"),
+    ({"num_classes": True}, "must be an integer"),
+    ({"num_classes": 10.0}, "must be an integer"),
+    ({"num_classes": "10"}, "must be an integer"),
     ({"aux_logits": 1}, "model 'inception_v3': aux_logits must be true or false"),
     ({"aux_logits": "yes"}, "aux_logits must be true or false"),
 ])

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from advframe.model import Classifier
-from advframe_zoo.resnet import check_bool, check_int
+from advframe.params import check_int
+from advframe_zoo.resnet import check_bool
 
 Size = int | tuple[int, int]
 
@@ -235,7 +236,7 @@ class InceptionV3(Classifier):
 
     def __init__(self, *, num_classes: int = 1000, aux_logits: bool = True):
         super().__init__()
-        num_classes = check_int(self.name, "num_classes", num_classes, 2)
+        check_int(f"model '{self.name}'", "num_classes", num_classes, 2)
         aux_logits = check_bool(self.name, "aux_logits", aux_logits)
         self.input_shape = (3, 299, 299)  # read by check_fits and to size imagefolder images
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, 3, stride=2)

@@ -19,7 +19,6 @@ add state-dict keys the checkpoints lack): advframe wraps them in
 
 from __future__ import annotations
 
-from numbers import Integral
 
 import torch
 import torch.nn.functional as F
@@ -27,23 +26,7 @@ from torch import nn
 
 from advframe.errors import ParameterError
 from advframe.model import Classifier
-
-
-def check_int(model: str, what: str, value: object, minimum: int) -> int:
-    """``value`` as an int, or a one-line ParameterError naming the model and the parameter.
-
-    Args:
-        model: registry name of the model, for the message.
-        what: the constructor keyword.
-        value: the value given.
-        minimum: the smallest value allowed.
-
-    Raises:
-        ParameterError: for a non-integer (a bool included) or a value below ``minimum``.
-    """
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ParameterError(f"model '{model}': {what} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+from advframe.params import check_int
 
 
 def check_bool(model: str, what: str, value: object) -> bool:
@@ -140,7 +123,7 @@ class PreActResNet18(Classifier):
 
     def __init__(self, num_classes: int = 10, bn_before_fc: bool = False, out_shortcut: bool = False):
         super().__init__()
-        num_classes = check_int(self.name, "num_classes", num_classes, 2)
+        check_int(f"model '{self.name}'", "num_classes", num_classes, 2)
         self.bn_before_fc = check_bool(self.name, "bn_before_fc", bn_before_fc)
         out_shortcut = check_bool(self.name, "out_shortcut", out_shortcut)
         self.input_shape = (3, 32, 32)  # read by advframe.dataset.check_fits
@@ -224,7 +207,7 @@ class ResNet50(Classifier):
 
     def __init__(self, num_classes: int = 1000):
         super().__init__()
-        num_classes = check_int(self.name, "num_classes", num_classes, 2)
+        check_int(f"model '{self.name}'", "num_classes", num_classes, 2)
         self.input_shape = (3, 224, 224)  # read by check_fits and to size imagefolder images
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)

@@ -18,7 +18,8 @@ from torch import nn
 
 from advframe.errors import ParameterError
 from advframe.model import Classifier
-from advframe_zoo.resnet import check_bool, check_int
+from advframe.params import check_int
+from advframe_zoo.resnet import check_bool
 
 
 class WideBasicBlock(nn.Module):
@@ -103,12 +104,12 @@ class WideResNet(Classifier):
 
     def __init__(self, depth: int = 28, width: int = 10, num_classes: int = 10, sub_block1: bool = False):
         super().__init__()
-        depth = check_int(self.name, "depth", depth, 10)
+        check_int(f"model '{self.name}'", "depth", depth, 10)
         if (depth - 4) % 6:
             raise ParameterError(f"model '{self.name}': depth must be 6n+4 (10, 16, 22, 28, 34, ..., 70), "
                                  f"got {depth}")
-        width = check_int(self.name, "width", width, 1)
-        num_classes = check_int(self.name, "num_classes", num_classes, 2)
+        check_int(f"model '{self.name}'", "width", width, 1)
+        check_int(f"model '{self.name}'", "num_classes", num_classes, 2)
         sub_block1 = check_bool(self.name, "sub_block1", sub_block1)
         self.input_shape = (3, 32, 32)  # read by advframe.dataset.check_fits
         blocks = (depth - 4) // 6
