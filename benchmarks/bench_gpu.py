@@ -314,11 +314,12 @@ def bench_pgd_at(name: str, n: int, batch: int, steps: int, device: torch.device
     g = torch.Generator().manual_seed(0)
     data = LabeledData(torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g), 10,
                        name="synthetic_cifar", split="train")
-    dp = {"eps": eps, "steps": steps, "step_size": alpha}
+    dp = {"eps": eps, "steps": steps, "step_size": alpha, "ramp_epochs": 0}  # full eps from the start, as bare
 
     def run_advframe() -> Any:
         return advframe.train(name, data, defense="pgd_at", defense_params=dp, epochs=1, batch_size=batch,
-                              optimizer="sgd", lr=0.05, seed=0, device=device, amp=amp)
+                              optimizer="sgd", lr=0.05, seed=0, device=device, amp=amp, holdout=0,
+                              keep="last", schedule="none")  # the bare loop has neither a held-out monitor nor a schedule
 
     def run_bare() -> Any:
         torch.manual_seed(0)
@@ -327,7 +328,7 @@ def bench_pgd_at(name: str, n: int, batch: int, steps: int, device: torch.device
 
     warm = LabeledData(data.x[:batch * 2], data.y[:batch * 2], 10, name="warm", split="train")
     advframe.train(name, warm, defense="pgd_at", defense_params=dp, epochs=1, batch_size=batch, device=device,
-                   amp=amp)
+                   amp=amp, holdout=0, keep="last", schedule="none")
     t_adv = timed(run_advframe, device)
     t_bare = timed(run_bare, device)
     t_adv = min(t_adv, timed(run_advframe, device)) if device.type == "cuda" else t_adv

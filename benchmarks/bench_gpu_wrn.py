@@ -114,7 +114,9 @@ def main() -> None:
     y = torch.randint(0, 10, (n,), generator=g).to(device)
     doc = {"model": name, "config": config, "examples": n, "device": str(device),
            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-           "torch": torch.__version__, "runs": [run(net, x, y, amp, args.repeats, device) for amp in (False, True)]}
+           "torch": torch.__version__,
+           "runs": [run(net, x, y, amp, args.repeats, device) for amp in ((False, True) if device.type == "cuda"
+                                                                           else (False,))]}  # amp needs CUDA
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(doc, indent=2))
     for r in doc["runs"]:

@@ -30,15 +30,6 @@ def register_attacks(register):
 """
 
 
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr and not proc.stdout.strip()
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-
-
 def assert_one_line(*args: str, needles: tuple[str, ...]) -> None:
     """``advframe ARGS`` in-process: exit 2, one line naming each needle, no traceback."""
     out = invoke(list(args))
@@ -79,7 +70,7 @@ def test_escaping_plugin_attack_is_reported_not_counted(fake_plugins, tmp_path):
 
 
 def test_unknown_attack_suggests_the_closest():
-    assert_one_line_error(run_cli("eval", "--attack", "iter_lll"), "iter_lll", "did you mean 'iter_ll'")
+    assert_one_line("eval", "--attack", "iter_lll", needles=("iter_lll", "did you mean 'iter_ll'"))
 
 
 @pytest.mark.parametrize("eps", ["-0.1", "nan", "1/0", "abc"])
