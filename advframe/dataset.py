@@ -85,8 +85,8 @@ class Dataset(Configurable):
 
     Class attributes a subclass sets: ``name``, ``summary``, ``num_classes``,
     ``input_shape``, ``bounds``, ``default_eps`` (the eps grid ``eval`` uses when none
-    is given), ``splits`` and ``needs_data_dir`` (True when the files come from a folder
-    the user names with ``--data-dir``).
+    is given), ``splits``, ``needs_data_dir`` (True when the files come from a folder
+    the user names with ``--data-dir``) and ``streamed``.
     """
 
     summary: ClassVar[str] = ""
@@ -96,6 +96,10 @@ class Dataset(Configurable):
     default_eps: ClassVar[tuple[float, ...]] = (2 / 255, 4 / 255, 8 / 255, 16 / 255)
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
     needs_data_dir: ClassVar[bool] = False
+    streamed: ClassVar[bool] = False
+    """True for a reader whose :meth:`load` returns a map-style data set decoded batch by
+    batch (an image folder) instead of tensors in memory: evaluation streams it, training
+    refuses it."""
 
     def load(self, split: str = "test", data_dir: Path | None = None) -> LabeledData:
         """Read one split; subclasses implement :meth:`read`."""

@@ -42,7 +42,7 @@ from advframe.augment import check_augment, offsets, shift
 from advframe.checkpoint import load_checkpoint, save_checkpoint
 from advframe.dataset import LabeledData, check_fits
 from advframe.defense import Defense
-from advframe.errors import CheckpointError, Hint, ParameterError
+from advframe.errors import CheckpointError, DataError, Hint, ParameterError
 from advframe.holdout import Monitor, best_epoch, collapse, holdout_split, subset
 from advframe.model import Model, architecture_state, as_model, describe_model, model_config
 from advframe.model_io import load_weights
@@ -341,10 +341,26 @@ class TrainOptions(Settings):
         return dev
 
 
+def check_in_memory(name: str) -> None:
+    """Refuse a data set whose reader streams it from disk (an image folder): training reads
+    its data into memory.
+
+    Raises:
+        DataError: naming the data set and what to train on instead.
+    """
+    from advframe import plugins
+    from advframe.arrays import is_array_file
+
+    if not is_array_file(name) and getattr(plugins.registry().get("datasets", name).factory, "streamed", False):
+        raise DataError(f"data set '{name}' is streamed from disk, batch by batch: training reads its data "
+                        f"into memory; train on a data set such as cifar10 or an array file (.npz)")
+
+
 def _resolve_data(data: LabeledData | str, data_dir: str | os.PathLike[str] | None) -> LabeledData:
     if isinstance(data, str):
         from advframe.api import load_dataset
 
+        check_in_memory(data)
         return load_dataset(data, split="train", data_dir=data_dir)
     if not isinstance(data, LabeledData):
         raise ParameterError(f"data must be a LabeledData or a data-set name, got {type(data).__name__}")

@@ -162,3 +162,15 @@ def test_batch_size_auto_validates_the_model_against_the_data_first(tmp_path):
 def test_scale_options_refuse_bad_values_in_one_line(args, needle):
     out = invoke(["eval", "--attack", "fgsm", "--eps", "0.1", "--limit", "10", *args])
     assert out.code == 2 and len(out.lines) == 1 and needle in out.output, out.output
+
+
+def test_image_folder_with_the_wrong_model_or_for_training_gets_one_line(tmp_path):
+    from tests.formats import make_tree
+
+    make_tree(tmp_path / "val", size=(40, 30))
+    out = invoke(["eval", "--dataset", "imagefolder", "--data-dir", str(tmp_path), "--model", "mnist_cnn_standard",
+                  "--attack", "fgsm", "--eps", "0.1"])  # RGB images of the model's 28x28, but it takes one channel
+    assert out.code == 2 and len(out.lines) == 1 and "3x28x28" in out.output and "1x28x28" in out.output, out.output
+    out = invoke(["train", "--dataset", "imagefolder", "--data-dir", str(tmp_path), "--model", "cifar_cnn",
+                  "--epochs", "1", "--out", str(tmp_path / "m.safetensors")])
+    assert out.code == 2 and len(out.lines) == 1 and "streamed from disk" in out.output, out.output

@@ -88,9 +88,13 @@ def check_class_order(net: Any, data: Any, device: str) -> None:
     classes = getattr(data, "classes", None)
     if not isinstance(classes, list) or getattr(data, "class_map", "") is not None or len(data) == 0:
         return
+    from advframe.dataset import LabeledData, check_fits
+
     model = as_model(net)
+    x0, y0 = data[0]
+    check_fits(model, LabeledData(x0.unsqueeze(0), torch.tensor([y0]), 2, data.bounds, data.name, data.split), device)
     with eval_mode(model), torch.no_grad():
-        scores = model.scores(model(data[0][0].unsqueeze(0).to(device)))
+        scores = model.scores(model(x0.unsqueeze(0).to(device)))
     if scores.dim() == 2 and scores.shape[1] != len(classes):
         raise DataError(f"the image folder has {len(classes)} class folders but the model scores "
                         f"{scores.shape[1]} classes: pass --class-map FILE (e.g. ImageNet's "

@@ -16,6 +16,7 @@ from advframe.cli.launch import maybe_launch
 from advframe.cli.models import ArchOption, ModelParamOption, NormalizeOption, model_to_train
 from advframe.cli.outputs import check_output_path
 from advframe.params import declared_params, split_params
+from advframe.training import check_in_memory
 
 
 def train_command(
@@ -144,6 +145,7 @@ def _prepare_training(a: TrainArgs) -> _TrainPlan:
     net, model_config = model_to_train(model, a.arch, a.model_param, a.normalize, a.seed)
     dev = str(distributed.init_from_env(resolve_device(a.device)))
     rank, _ = distributed.rank_and_world()
+    check_in_memory(dataset)
     data = advframe.load_dataset(dataset, split="train", data_dir=a.data_dir).take(a.limit)
     return _TrainPlan(net, model_config, data, dataset, defense_params, dev, rank, a.arch or model)
 

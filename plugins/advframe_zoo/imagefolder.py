@@ -335,6 +335,7 @@ class ImageFolder(Dataset):
 
     name = "imagefolder"
     summary = "JPEG/PNG images in one folder per class (ImageNet val layout) in --data-dir, decoded as streamed"
+    streamed = True
     num_classes = 1000
     input_shape = ()
     bounds = (0.0, 1.0)
