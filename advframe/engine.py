@@ -158,19 +158,6 @@ class Engine:
         self.strict = strict
         self.context = context
         self.amp = amp
-        self._views: dict[int, tuple[Model, Model]] = {}
-
-    def attacked_model(self, model: Model, device: torch.device) -> Model:
-        """The model the attacks see: ``model``, or its bf16 autocast view under ``amp`` (made once)."""
-        if not self.amp:
-            return model
-        from advframe.precision import attack_view
-
-        kept = self._views.get(id(model))
-        if kept is None or kept[0] is not model:
-            kept = (model, attack_view(model, True, device))
-            self._views[id(model)] = kept
-        return kept[1]
 
     def craft(self, model: Model, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, *, attack_index: int = 0,
               start: int = 0, target: torch.Tensor | None = None, eps: Sequence[int] | None = None) -> list[Record]:
@@ -199,7 +186,11 @@ class Engine:
         cells = [_Cell(spec.name, attack_index, j, t, None if seeds is None else seeds[k], start, int(x.shape[0]))
                  for k, (j, t) in enumerate(zip(indices, threats))]
         attacked, labels = x.detach().clone(), y.detach().clone()
-        seen = self.attacked_model(model, x.device)
+        seen = model
+        if self.amp:  # the attacks' passes in bf16; audit, recheck and counting stay float32
+            from advframe.precision import Autocast
+
+            seen = Autocast(model, x.device.type).eval()
         try:
             reachable = [t.within_reach(x) for t in threats]  # also for attacks not built on Attack
             crafted = spec.attack.grid(seen, attacked, labels, reachable, target, seeds)

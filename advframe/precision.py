@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advframe.model import Model, ModelWrapper
+from advframe.model import ModelWrapper
 
 AMP_DTYPE = torch.bfloat16
 
@@ -37,13 +37,6 @@ class Autocast(ModelWrapper):
         with torch.autocast(self.device_type, dtype=AMP_DTYPE):
             out = self.model(x)
         return out.float() if torch.is_floating_point(out) else out
-
-
-def attack_view(model: Model, amp: bool, device: torch.device | str) -> Model:
-    """The model the attacks see: ``model`` itself, or its :class:`Autocast` view when ``amp``."""
-    if not amp:
-        return model
-    return Autocast(model, torch.device(device).type).eval()
 
 
 def has_convolutions(model: nn.Module) -> bool:

@@ -35,12 +35,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import advframe
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.bench_evaluate import bare_pgd  # noqa: E402
 from tests.formats import calibrate_batch_norm  # noqa: E402
 
 STEPS, EPS, BATCH = 10, 8 / 255, 128
@@ -48,17 +48,12 @@ STEPS, EPS, BATCH = 10, 8 / 255, 128
 
 def bare_evaluation(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 under PGD-10 from a uniform start, batch by batch, as the evaluation computes it."""
-    correct, step = 0, 2.5 * EPS / STEPS
+    correct = 0
     for s in range(0, len(y), BATCH):
         xb, yb = x[s:s + BATCH], y[s:s + BATCH]
         with torch.no_grad():
             net(xb)  # the clean pass
-        lower, upper = (xb - EPS).clamp(0, 1), (xb + EPS).clamp(0, 1)
-        xa = torch.min(torch.max(xb + (torch.rand_like(xb) * 2 - 1) * EPS, lower), upper)
-        for _ in range(STEPS):
-            xg = xa.detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(F.cross_entropy(net(xg), yb, reduction="none").sum(), xg)
-            xa = torch.min(torch.max(xa + step * g.sign(), lower), upper)
+        xa = bare_pgd(net, xb, yb, EPS, STEPS)
         with torch.no_grad():
             correct += int((net(xa).argmax(1) == yb).sum())
     return correct / len(y)

@@ -30,12 +30,12 @@ from advframe.checks import run_checks
 STEPS = 40
 
 
-def bare_pgd(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
-    """PGD-40 from a uniform start: 40 forward+backward passes, sign steps, projection."""
-    step = 2.5 * eps / STEPS
+def bare_pgd(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = STEPS) -> torch.Tensor:
+    """PGD from a uniform start: ``steps`` forward+backward passes, sign steps of 2.5 eps / steps, projection."""
+    step = 2.5 * eps / steps
     lower, upper = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
     xa = torch.min(torch.max(x + (torch.rand_like(x) * 2 - 1) * eps, lower), upper)
-    for _ in range(STEPS):
+    for _ in range(steps):
         xg = xa.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(F.cross_entropy(net(xg), y, reduction="none").sum(), xg)
         xa = torch.min(torch.max(xa + step * g.sign(), lower), upper)

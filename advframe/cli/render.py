@@ -32,6 +32,11 @@ def _unit(task: str) -> str:
     return UNITS.get(task.split(" ", 1)[0], "")
 
 
+def _done_since_start(task: Task) -> float:
+    """Units a task finished since its first event (a resumed run starts past zero)."""
+    return task.completed - task.fields.get("first", 0)
+
+
 class RunRemainingColumn(TimeRemainingColumn):
     """Time left, from the average speed since the task started (not rich's 30 s window).
 
@@ -43,7 +48,7 @@ class RunRemainingColumn(TimeRemainingColumn):
         """``eta H:MM:SS``; ``eta -:--:--`` before the first unit is done."""
         if task.finished or task.total is None:
             return Text("")
-        done = task.completed - task.fields.get("first", 0)
+        done = _done_since_start(task)
         elapsed = task.elapsed
         if done <= 0 or not elapsed:
             return Text("eta -:--:--", style="progress.remaining")
@@ -56,7 +61,7 @@ class RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         """``123.4 img/s``."""
-        done = task.completed - task.fields.get("first", 0)
+        done = _done_since_start(task)
         if task.fields.get("unit") != "examples" or done <= 0 or not task.elapsed:
             return Text("")
         rate = done / task.elapsed
