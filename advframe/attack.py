@@ -10,7 +10,7 @@ do not). Attacks reach the model only through ``model(x)``, ``model.loss``,
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -32,8 +32,9 @@ class Crafted:
 
     Attributes:
         x_adv: the adversarial examples (same shape, dtype and device as the inputs).
-        gradient_evaluations: forward+backward passes over the batch booked to this threat.
-        forward_queries: forward-only passes over the batch booked to this threat.
+        gradient_evaluations: forward+backward passes per example of the batch booked to this
+            threat (a pass over half the batch counts 0.5).
+        forward_queries: forward-only passes per example of the batch booked to this threat.
         seconds: wall-clock seconds booked to this threat.
         shared: the cost was spent once for the whole grid and is booked here as an
             equal share (a one-step attack whose gradient does not depend on eps).
@@ -104,8 +105,12 @@ class Attack(Configurable):
     depend on eps overrides :meth:`craft_grid` to share it. ``attack(model, x, y,
     threat, target)`` is the one-threat call.
 
-    ``gradient_evaluations`` and ``forward_queries`` count passes over the batch since
-    the last :meth:`reset_counter`; :meth:`gradient` and :meth:`forward` keep them.
+    ``gradient_evaluations`` and ``forward_queries`` count passes since the last
+    :meth:`reset_counter`; :meth:`gradient` and :meth:`forward` keep them, and also the
+    rows each pass had, so that an attack that works on fewer and fewer examples (one that
+    stops on the examples it has broken) is booked per example: :meth:`booked` is the mean
+    number of passes per example of the batch. A pass counted by hand (``+= 1``) is booked
+    as a pass over the whole batch.
     """
 
     summary: ClassVar[str] = ""
@@ -123,13 +128,36 @@ class Attack(Configurable):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.gradient_evaluations = 0
-        self.forward_queries = 0
+        self.reset_counter()
 
     def reset_counter(self) -> None:
         """Set the gradient-evaluation and forward-query counters back to zero."""
         self.gradient_evaluations = 0
         self.forward_queries = 0
+        self._rows = {"gradient": [0, 0], "forward": [0, 0]}  # kind -> [passes counted with rows, rows]
+
+    def count_passes(self, kind: str, rows: int) -> None:
+        """Count one pass (``kind`` ``"gradient"`` or ``"forward"``) over ``rows`` examples."""
+        if kind == "gradient":
+            self.gradient_evaluations += 1
+        else:
+            self.forward_queries += 1
+        booked = self._rows[kind]
+        booked[0] += 1
+        booked[1] += int(rows)
+
+    def booked(self, n: int) -> tuple[float, float]:
+        """Gradient and forward passes per example of a batch of ``n``, since :meth:`reset_counter`.
+
+        A pass counted through :meth:`count_passes` costs its rows over ``n``; a pass counted
+        by hand costs 1 (the whole batch).
+        """
+        n = max(int(n), 1)
+        out = []
+        for kind, total in (("gradient", self.gradient_evaluations), ("forward", self.forward_queries)):
+            passes, rows = self._rows[kind]
+            out.append(rows / n + (total - passes))
+        return out[0], out[1]
 
     # -- the entry points -----------------------------------------------------------
     def __call__(self, model: Model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
@@ -179,7 +207,7 @@ class Attack(Configurable):
             t0 = time.perf_counter()
             x_adv = self.perturb(model, x, y, threat, target)
             synchronize(x)
-            out.append(Crafted(x_adv, self.gradient_evaluations, self.forward_queries, time.perf_counter() - t0))
+            out.append(Crafted(x_adv, *self.booked(x.shape[0]), time.perf_counter() - t0))
         return out
 
     def perturb(self, model: Model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
@@ -210,14 +238,14 @@ class Attack(Configurable):
         with torch.enable_grad():
             outputs = model(x)
             (grad,) = torch.autograd.grad(objective(outputs).sum(), x)
-        self.gradient_evaluations += 1
+        self.count_passes("gradient", x.shape[0])
         return grad.detach(), outputs.detach()
 
     def forward(self, model: Model, x: torch.Tensor) -> torch.Tensor:
         """The model's outputs at ``x`` without gradient: ONE forward query, counted."""
         with torch.no_grad():
             outputs = model(x)
-        self.forward_queries += 1
+        self.count_passes("forward", x.shape[0])
         return outputs
 
     def objective_gradient(self, model: Model, x: torch.Tensor, y: torch.Tensor,
@@ -227,6 +255,25 @@ class Attack(Configurable):
         if target is None:
             return self.gradient(model, x, lambda out: model.loss(out, y))
         return self.gradient(model, x, lambda out: -model.loss(out, target))
+
+
+#: The parameter of attacks that can stop on each example once its goal is met (the
+#: iterative gradient attacks): on by default, for evaluation.
+EARLY_EXIT = "early_exit"
+
+
+def fixed_steps(factory: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with ``early_exit=False`` when the attack ``factory`` declares that parameter
+    and ``params`` leave it unset.
+
+    Adversarial training trains on the adversary's last iterate of every example, and a
+    transfer attack's goal is met on the source model, not on the targets measured: both
+    run the fixed-step algorithm unless the user asks otherwise.
+    """
+    chosen = dict(params)
+    if EARLY_EXIT in getattr(factory, "defaults", {}):
+        chosen.setdefault(EARLY_EXIT, False)
+    return chosen
 
 
 def least_likely(model: Model, x: torch.Tensor) -> torch.Tensor:

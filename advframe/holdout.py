@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from advframe import plugins
+from advframe.attack import fixed_steps
 from advframe.dataset import LabeledData
 from advframe.engine import AttackSpec, craft_audited
 from advframe.errors import ParameterError
@@ -100,7 +101,8 @@ class Monitor:
             return cls(data, None, None)
         name, params = monitor
         entry = plugins.registry().get("attacks", name)
-        spec = AttackSpec(name, plugins.registry().build("attacks", name, **params), entry.plugin)
+        spec = AttackSpec(name, plugins.registry().build("attacks", name, **fixed_steps(entry.factory, params)),
+                          entry.plugin)
         spec.attack.check_threat(threat, None)
         return cls(data, spec, threat)
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import torch
 
 from advframe import plugins
+from advframe.attack import fixed_steps
 from advframe.engine import AttackSpec
 from advframe.errors import Hint, ParameterError
 from advframe.params import check_seed_value, declared_params, split_params
@@ -179,8 +180,12 @@ def default_attacks() -> list[str]:
     return [default]
 
 
-def resolve_attacks(attacks: Sequence[Any] | None, params: Mapping[str, Any] | None) -> list[AttackSpec]:
+def resolve_attacks(attacks: Sequence[Any] | None, params: Mapping[str, Any] | None, *,
+                    early_exit: bool = True) -> list[AttackSpec]:
     """Attack names or objects -> specs, with the one parameter path of :func:`split_params`.
+
+    ``early_exit=False`` builds the named attacks with fixed steps where they declare
+    ``early_exit`` and ``params`` leave it unset (:func:`advframe.attack.fixed_steps`).
 
     Raises:
         ParameterError: no attack, an unknown name, or a parameter no attack takes.
@@ -198,7 +203,8 @@ def resolve_attacks(attacks: Sequence[Any] | None, params: Mapping[str, Any] | N
     for a in attacks:
         if isinstance(a, str):
             entry = registry.get("attacks", a)
-            specs.append(AttackSpec(entry.name, registry.build("attacks", a, **per_attack[a]), entry.plugin))
+            chosen = per_attack[a] if early_exit else fixed_steps(entry.factory, per_attack[a])
+            specs.append(AttackSpec(entry.name, registry.build("attacks", a, **chosen), entry.plugin))
         elif isinstance(a, AttackSpec):
             specs.append(a)
         elif callable(getattr(a, "grid", None)) or callable(getattr(a, "perturb", None)):

@@ -10,7 +10,7 @@ engine's records add to a run's tally (:func:`book`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -59,12 +59,16 @@ class PreparedRun:
         threats: one :class:`~advframe.threat.ThreatModel` per eps.
         specs: the resolved attacks.
         violations: the refusals booked so far (:meth:`book`).
+        early_exit: whether named attacks may stop on the examples they have broken (class
+            attribute; a transfer run sets it False, as its goal is measured on other models).
 
     Raises:
         DataError: data without examples.
         ParameterError: no eps and no default grid, an unknown attack or parameter, or an
             attack that cannot run under the threat model.
     """
+
+    early_exit: ClassVar[bool] = True
 
     def __init__(self, models: Sequence[nn.Module], data: Any, attacks: Sequence[Any] | None,
                  eps: Sequence[float] | float | str | None, opts: RunOptions, targeted: bool = False):
@@ -81,7 +85,7 @@ class PreparedRun:
             raise ParameterError("no eps given and the data set has no default grid: pass --eps")
         self.threats = [ThreatModel(norm=opts.norm, eps=e, bounds=self.source.bounds, targeted=targeted)
                         for e in self.grid]
-        self.specs = resolve_attacks(attacks, opts.params)
+        self.specs = resolve_attacks(attacks, opts.params, early_exit=self.early_exit)
         for s in self.specs:
             s.attack.check_threat(self.threats[0], torch.zeros(1) if targeted else None)
         self.violations: list[Violation] = []

@@ -32,7 +32,7 @@ def test_pgd_page_shows_defaults_and_types():
     params = documented_params("advframe_gradient.pgd.PGD")
     assert params == {"steps": ("int", "40"), "step_size": ("float | None", "None"), "restarts": ("int", "1"),
                       "random_start": ("bool", "True"), "seed": ("int | None", "None"),
-                      "loss": ("str", "'model'")}
+                      "loss": ("str", "'model'"), "early_exit": ("bool", "True")}
 
 
 def test_own_kwargs_init_and_defense_params_are_documented_too():

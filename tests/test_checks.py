@@ -330,6 +330,17 @@ def test_every_applicable_check_passes_on_the_standard_model(standard):
     assert result.run("iter_basic", 0.3).top1 < 0.5  # the standard model is not robust
 
 
+def test_unbounded_attack_breaks_the_robust_zoo_model():
+    """A model robust at eps 0.3 is not masked, and the probe's budget must show it: its 30
+    steps break every digit of the shipped robust model (10 steps left 13 %), while the
+    masked wrappers below stay above the threshold at any budget."""
+    model = advframe.load_model("mnist_cnn_robust")
+    data = advframe.load_dataset("mnist5k", "test").take(SUBSET)
+    (c,) = run_checks(model, data, _fake([_run("pgd", 0.3, 0.9)]), subset=SUBSET, only=["unbounded_attack_wins"])
+    assert c.status == "pass", c.evidence
+    assert "30 steps of 0.1" in c.evidence and "top-1 0.0 %" in c.evidence, c.evidence
+
+
 @pytest.mark.parametrize("wrapper", [Quantised, Saturated])
 def test_masked_gradients_look_robust_but_trip_checks(standard, wrapper):
     net, data = standard

@@ -133,11 +133,13 @@ def test_kurakin_schedule_small_eps():
 
 
 @pytest.mark.parametrize("attack,norm,expected", [
-    (IterBasic(), "linf", 29), (IterBasic(steps=7), "linf", 7), (IterLL(), "linf", 29),
-    (PGD(steps=6), "linf", 6), (PGD(steps=5, restarts=3), "l2", 15), (MIM(steps=9), "linf", 9),
-    (MIM(steps=4), "l2", 4),
+    (IterBasic(early_exit=False), "linf", 29), (IterBasic(steps=7, early_exit=False), "linf", 7),
+    (IterLL(early_exit=False), "linf", 29), (PGD(steps=6, early_exit=False), "linf", 6),
+    (PGD(steps=5, restarts=3, early_exit=False), "l2", 15), (MIM(steps=9, early_exit=False), "linf", 9),
+    (MIM(steps=4, early_exit=False), "l2", 4),
 ])
 def test_iterative_attacks_spend_exactly_their_steps(attack, norm, expected):
+    """The fixed-step run (``early_exit=False``): every step on every example."""
     model = CountingModel(mlp())
     x, y = torch.rand(8, 10), torch.randint(0, 5, (8,))
     attack(model, x, y, ThreatModel(norm, 0.1, (0.0, 1.0)))
@@ -192,7 +194,7 @@ def test_iter_ll_targets_least_likely_class_of_clean_input():
     x, y = 0.3 + 0.4 * torch.rand(16, 12), torch.randint(0, 4, (16,))
     with torch.no_grad():
         ll = model(x).argmin(dim=1)
-    x_adv = IterLL(steps=5)(model, x, y, ThreatModel("linf", 0.1, (0.0, 1.0)))
+    x_adv = IterLL(steps=5, early_exit=False)(model, x, y, ThreatModel("linf", 0.1, (0.0, 1.0)))
     hand = x.clone()
     for _ in range(5):
         hand = (hand - (1 / 255) * ce_gradient(model.module, hand, ll).sign()).clamp(x - 0.1, x + 0.1).clamp(0, 1)
@@ -206,7 +208,7 @@ def test_iter_basic_matches_kurakin_recursion():
     hand = x.clone()
     for _ in range(15):
         hand = (hand + (1 / 255) * ce_gradient(model.module, hand, y).sign()).clamp(x - eps, x + eps).clamp(0, 1)
-    torch.testing.assert_close(IterBasic()(model, x, y, ThreatModel("linf", eps, (0.0, 1.0))), hand)
+    torch.testing.assert_close(IterBasic(early_exit=False)(model, x, y, ThreatModel("linf", eps, (0.0, 1.0))), hand)
 
 
 def test_pgd_restarts_keep_worst_case_per_example():
@@ -309,7 +311,7 @@ def test_mim_accumulates_l1_normalised_gradients():
         g = ce_gradient(model.module, hand, y)
         g_acc = g_acc + g / g.abs().sum(dim=1, keepdim=True)
         hand = (hand + 0.03 * g_acc.sign()).clamp(x - 0.2, x + 0.2).clamp(0, 1)
-    torch.testing.assert_close(MIM(steps=4, step_size=0.03)(model, x, y, threat), hand)
+    torch.testing.assert_close(MIM(steps=4, step_size=0.03, early_exit=False)(model, x, y, threat), hand)
 
 
 # -- the loss parameter (margin, DLR) of pgd, iter_basic and mim ----------------------
@@ -326,7 +328,7 @@ def test_margin_loss_steps_follow_the_closed_form_on_a_linear_model(targeted):
     others = z.scatter(1, label.view(-1, 1), float("-inf")).argmax(dim=1)
     g = w[others] - w[label] if not targeted else w[label] - w[others]
     threat = ThreatModel("linf", 0.2, (0.0, 1.0), targeted=targeted)
-    got = PGD(loss="margin", random_start=False, step_size=0.05, steps=1)(model, x, y, threat, t)
+    got = PGD(loss="margin", random_start=False, step_size=0.05, steps=1, early_exit=False)(model, x, y, threat, t)
     torch.testing.assert_close(got, (x + 0.05 * g.sign()).clamp(0, 1))
 
 
@@ -346,7 +348,7 @@ def test_loss_parameter_ascends_the_named_loss(cls, loss):
         hand = (hand + 0.02 * g.sign()).clamp(x - 0.1, x + 0.1).clamp(0, 1)
     kw = {"random_start": False, "step_size": 0.02} if cls is PGD else {"decay": 0.0, "step_size": 0.02} \
         if cls is MIM else {"alpha": 0.02}
-    torch.testing.assert_close(cls(loss=loss, steps=5, **kw)(model, x, y, threat), hand)
+    torch.testing.assert_close(cls(loss=loss, steps=5, early_exit=False, **kw)(model, x, y, threat), hand)
 
 
 def test_dlr_breaks_a_model_whose_saturated_softmax_hides_the_gradient():
@@ -393,6 +395,6 @@ def test_loss_parameter_errors_name_the_value_and_the_class_counts():
 def test_loss_parameter_keeps_the_gradient_budget():
     model = CountingModel(mlp(seed=25))
     x, y = torch.rand(8, 10), torch.randint(0, 5, (8,))
-    attack = PGD(loss="dlr", steps=7, restarts=2)
+    attack = PGD(loss="dlr", steps=7, restarts=2, early_exit=False)
     attack(model, x, y, ThreatModel("l2", 0.5, (0.0, 1.0)))
     assert attack.gradient_evaluations == model.backwards == 14

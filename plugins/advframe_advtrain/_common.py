@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from advframe import distributed, plugins
+from advframe.attack import fixed_steps
 from advframe.defense import Defense
 from advframe.distributed import unwrap
 from advframe.engine import AttackSpec, craft_audited
@@ -56,9 +57,12 @@ def is_one_step(attack: Any) -> bool:
 
 
 def attack_spec(name: str, **params: Any) -> AttackSpec:
-    """A registered attack, built with ``params``, as the engine takes it."""
+    """A registered attack, built with ``params``, as the engine takes it; fixed steps
+    (``early_exit=False``) unless ``params`` say otherwise: the training point is the
+    adversary's last iterate of every example."""
     entry = plugins.registry().get("attacks", name)
-    return AttackSpec(name, plugins.registry().build("attacks", name, **params), entry.plugin)
+    return AttackSpec(name, plugins.registry().build("attacks", name, **fixed_steps(entry.factory, params)),
+                      entry.plugin)
 
 
 def data_bounds(data: Any) -> tuple[float, float]:

@@ -17,7 +17,7 @@ class _KurakinIterative(IterativeAttack):
     """Shared schedule and validation of ``iter_basic`` and ``iter_ll``."""
 
     norms = ("linf",)
-    defaults = {"alpha": None, "steps": None}
+    defaults = {"alpha": None, "steps": None, "early_exit": True}
     step_size_param = "alpha"
 
     def validate(self) -> None:
@@ -51,10 +51,13 @@ class IterBasic(_KurakinIterative):
             cross-entropy for a plain classifier), ``"margin"`` (the Carlini–Wagner margin on
             ``model.scores``) or ``"dlr"`` (Croce & Hein's scale-invariant DLR; targeted DLR
             when targeted).
+        early_exit (bool): stop on each example once its goal is met, keeping the best point
+            (default True; see :mod:`advframe_gradient.loop`); False runs every step on every
+            example, as the paper does and as adversarial training uses it.
 
     Presets: ``saito`` (Saito & Roy, Table 2: eps_iter 0.05, nb_iter 10). Norm linf;
-    targetable; reads the true label; spends exactly ``steps`` gradient evaluations
-    (none for eps 0). Its one-step counterpart is fgsm.
+    targetable; reads the true label; spends ``steps`` gradient evaluations per example
+    (none for eps 0), fewer under early exit. Its one-step counterpart is fgsm.
     """
 
     name = "iter_basic"
@@ -78,10 +81,14 @@ class IterLL(_KurakinIterative):
     Args:
         alpha (float | None): step size; ``None`` (default) = one pixel, ``(hi - lo)/255``.
         steps (int | None): iterations; ``None`` (default) = ``floor(min(eps + 4, 1.25 eps))``, eps in pixels.
+        early_exit (bool): stop on each example once it is misclassified, keeping the best point
+            (default True; see :mod:`advframe_gradient.loop`); False runs every step on every
+            example, as the paper does and as adversarial training uses it.
 
     Norm linf; picks its own target, so not targetable by the caller; does not read the
-    true label; spends exactly ``steps`` gradient evaluations (none for eps 0). Its
-    one-step counterpart is step_ll.
+    true label; spends ``steps`` gradient evaluations per example (none for eps 0), fewer
+    under early exit, whose goal is the evaluation's: misclassification. Its one-step
+    counterpart is step_ll.
     """
 
     name = "iter_ll"

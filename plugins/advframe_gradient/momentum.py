@@ -26,10 +26,13 @@ class MIM(IterativeAttack):
             cross-entropy for a plain classifier), ``"margin"`` (the Carlini–Wagner margin on
             ``model.scores``) or ``"dlr"`` (Croce & Hein's scale-invariant DLR; targeted DLR
             when targeted).
+        early_exit (bool): stop on each example once its goal is met, keeping the best point
+            (default True; see :mod:`advframe_gradient.loop`); False runs every step on every
+            example, as the paper does and as adversarial training uses it.
 
     Presets: ``saito`` (Saito & Roy Table 2: eps_iter 0.06, nb_iter 10). Norms linf and
-    l2; targetable; reads the true label; spends exactly ``steps`` gradient evaluations
-    (none for eps 0).
+    l2; targetable; reads the true label; spends ``steps`` gradient evaluations per example
+    (none for eps 0), fewer under early exit.
     """
 
     name = "mim"
@@ -37,7 +40,7 @@ class MIM(IterativeAttack):
     norms = ("linf", "l2")
     targetable = True
     uses_true_label = True
-    defaults = {"steps": 10, "step_size": None, "decay": 1.0, "loss": "model"}
+    defaults = {"steps": 10, "step_size": None, "decay": 1.0, "loss": "model", "early_exit": True}
     presets = {"saito": {"steps": 10, "step_size": 0.06}}
 
     def validate(self) -> None:

@@ -57,7 +57,7 @@ class OneStepAttack(Attack, abc.ABC):
         t0 = time.perf_counter()
         advs = self._steps(model, x, y, threats, target)
         synchronize(x)
-        return shared_over(advs, self.gradient_evaluations, self.forward_queries, time.perf_counter() - t0)
+        return shared_over(advs, *self.booked(x.shape[0]), time.perf_counter() - t0)
 
 
 class _OutputObjective(OneStepAttack):

@@ -18,7 +18,8 @@ class PGD(IterativeAttack):
     ``s = sign`` (linf) or ``g / ||g||_2`` (l2). Targeted: descends ``J(x, y_target)``.
     With several restarts, each example keeps the restart whose final point has the
     highest objective (loss of y, or minus loss of the target); this costs one
-    forward query per restart (not a gradient evaluation).
+    forward query per restart (not a gradient evaluation). Under early exit the restarts
+    run only on the examples not yet broken.
 
     Args:
         steps: iterations per restart (default 40, Madry's MNIST adversary).
@@ -30,10 +31,14 @@ class PGD(IterativeAttack):
             cross-entropy for a plain classifier), ``"margin"`` (the Carlini–Wagner margin on
             ``model.scores``) or ``"dlr"`` (Croce & Hein's scale-invariant DLR; targeted DLR
             when targeted).
+        early_exit (bool): stop on each example once its goal is met, keeping the best point
+            (default True; see :mod:`advframe_gradient.loop`); False runs every step on every
+            example, as the paper does and as adversarial training uses it.
 
     Presets: ``madry`` (steps 40, step_size 0.01: MNIST, eps 0.3), ``saito`` (Saito &
     Roy Table 2: eps_iter 0.01, nb_iter 40). Norms linf and l2; targetable; reads the
-    true label; spends exactly ``steps · restarts`` gradient evaluations (none for eps 0).
+    true label; spends ``steps · restarts`` gradient evaluations per example (none for eps 0),
+    fewer under early exit.
     """
 
     name = "pgd"
@@ -42,7 +47,8 @@ class PGD(IterativeAttack):
     targetable = True
     uses_true_label = True
     unbounded_probe = True
-    defaults = {"steps": 40, "step_size": None, "restarts": 1, "random_start": True, "seed": None, "loss": "model"}
+    defaults = {"steps": 40, "step_size": None, "restarts": 1, "random_start": True, "seed": None, "loss": "model",
+                "early_exit": True}
     presets = {"madry": {"steps": 40, "step_size": 0.01}, "saito": {"steps": 40, "step_size": 0.01}}
 
     def validate(self) -> None:

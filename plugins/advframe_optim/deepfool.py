@@ -98,7 +98,7 @@ class DeepFool(Attack):
                 for j in range(k - 1):
                     (g,) = torch.autograd.grad(diffs[:, j].sum(), xa, retain_graph=j < k - 2)
                     grads.append(g[still])
-                    self.gradient_evaluations += 1
+                    self.count_passes("gradient", idx.numel())
             idx = idx[still]
             w = torch.stack(grads, dim=1)  # (m, k-1, *shape): w_k
             wnorm = w.reshape(w.shape[0], w.shape[1], -1).norm(p=dual, dim=2).clamp_min(1e-12)

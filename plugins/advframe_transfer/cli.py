@@ -82,7 +82,7 @@ def transfer_command(
     check_positive(limit, "--limit", "examples")
     ThreatModel(norm=norm)
     grid = parse_eps_list(eps)
-    attacks = resolve_attacks(attack or default_transfer_attacks(), parse_params(param))
+    attacks = resolve_attacks(attack or default_transfer_attacks(), parse_params(param), early_exit=False)
     if data_dir is not None and not data_dir.is_dir():
         raise DataError(f"--data-dir '{data_dir}' does not exist: pass an existing folder")
     dev = resolve_device(device)

@@ -139,6 +139,8 @@ def _unique(names: list[str]) -> list[str]:
 class _Transfer(PreparedRun):
     """The state of one transfer run: a prepared run over the sources and targets, and its tallies."""
 
+    early_exit = False  # the attacks' goal is met on the source; the targets are what is measured
+
     def __init__(self, sources: Sequence[nn.Module], targets: Sequence[nn.Module], data: Any,
                  attacks: Sequence[Any] | None, eps: Sequence[float] | None, opts: TransferOptions):
         if not sources or not targets:
