@@ -94,8 +94,9 @@ class Record:
         threat: the threat model.
         x_adv: the adversarial batch, or None when it was refused.
         audit: the audit report (None when the attack failed before one could be made).
-        gradient_evaluations: forward+backward passes over the batch booked to this eps.
-        forward_queries: forward-only passes over the batch booked to this eps.
+        gradient_evaluations: forward+backward passes per example of the batch booked to this
+            eps (:meth:`~advframe.attack.Attack.booked`).
+        forward_queries: forward-only passes per example of the batch booked to this eps.
         seconds: wall-clock seconds booked to this eps.
         seed: the seed set before the attack ran (None when the RNG was left alone).
         shared: the cost was shared over the grid (see :class:`~advframe.attack.Crafted`).

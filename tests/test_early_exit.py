@@ -145,22 +145,24 @@ def test_an_unbroken_example_keeps_its_highest_objective_iterate():
     torch.testing.assert_close(kept_loss[never], best[never], atol=1e-5, rtol=1e-5)
 
 
-def test_label_free_iter_ll_leaves_the_clean_prediction_without_reading_labels():
+def test_label_free_iter_ll_stops_at_its_least_likely_class_without_reading_labels():
     model = advframe.as_model(mlp()).eval()
     torch.manual_seed(2)
-    x = torch.rand(30, 10)
+    x = torch.rand(40, 10)
     threat = ThreatModel("linf", 0.3, (0.0, 1.0))
-    y = torch.randint(0, 5, (30,))
-    a = IterLL(alpha=0.05, steps=10)(model, x, y, threat)
-    b = IterLL(alpha=0.05, steps=10)(model, x, (y + 1) % 5, threat)
-    assert torch.equal(a, b)
+    y = torch.randint(0, 5, (40,))  # random labels: many examples start misclassified
+    a = IterLL(alpha=0.02, steps=20)(model, x, y, threat)
+    assert torch.equal(a, IterLL(alpha=0.02, steps=20)(model, x, (y + 1) % 5, threat))
+    fixed = IterLL(alpha=0.02, steps=20, early_exit=False)(model, x, y, threat)
     with torch.no_grad():
-        clean, adv = model(x).argmax(1), model(a).argmax(1)
-    fixed = IterLL(alpha=0.05, steps=10, early_exit=False)(model, x, y, threat)
+        least = model(x).argmin(1)
+        at_least_early, at_least_fixed = model(a).argmax(1) == least, model(fixed).argmax(1) == least
+    assert bool(at_least_fixed.any()) and not bool(at_least_fixed.all())
+    assert bool((at_least_early | ~at_least_fixed).all())  # reached under fixed steps => kept there
+    # leaving the clean prediction is not the goal: a wrong clean prediction may not stop at y
     with torch.no_grad():
-        fixed_moved = model(fixed).argmax(1) != clean
-    assert bool(fixed_moved.any())
-    assert bool(((adv != clean) | ~fixed_moved).all())
+        right_early = model(a).argmax(1) == y
+    assert not bool((right_early & at_least_early & (least != y)).any())
 
 
 def test_restarts_run_only_on_the_examples_not_yet_broken():
@@ -241,3 +243,22 @@ def test_early_exit_accuracy_is_at_most_the_fixed_step_accuracy_per_example():
                 survives_fast = model(fast).argmax(1) == y
                 survives_slow = model(slow).argmax(1) == y
             assert bool((~survives_fast | survives_slow).all()), eps
+
+
+def test_the_transfer_check_crafts_on_its_source_with_fixed_steps(monkeypatch):
+    """whitebox_beats_transfer: an early exit on the source model would weaken the transferred points."""
+    from advframe_checks.probe import Probe
+
+    model = advframe.as_model(mlp(seed=6)).eval()
+    source = advframe.as_model(mlp(seed=7)).eval()
+    torch.manual_seed(6)
+    x = torch.rand(40, 10)
+    y = model(x).argmax(1).detach()
+    probe = Probe(model, x, y, (0.0, 1.0), "linf", attacks={"pgd": PGD(steps=10)})
+    built = []
+    real_build = Probe.build
+    monkeypatch.setattr(Probe, "build", lambda self, *a, **k: built.append(real_build(self, *a, **k)) or built[-1])
+    probe.attack("pgd", 0.3, params={"steps": 10, "early_exit": True}, source=source)
+    assert built[-1].params["early_exit"] is False
+    probe.attack("pgd", 0.3, params={"steps": 10, "early_exit": True})
+    assert built[-1].params["early_exit"] is True  # white-box on the model itself: the evaluation's own

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from advframe import plugins
+from advframe.attack import EARLY_EXIT
 from advframe.engine import AttackSpec, Engine
 from advframe.errors import AdvframeError, UnknownNameError
 from advframe.model import Model
@@ -141,13 +142,16 @@ class Probe:
             overrides: hyper-parameters that replace the run's.
             params: an evaluation run's hyper-parameters to rebuild the attack with.
             norm: the norm (default: the evaluation's).
-            source: craft the examples on this model instead (a transfer attack); the
-                model under evaluation is still the one measured.
+            source: craft the examples on this model instead (a transfer attack, with fixed
+                steps where the attack has ``early_exit``); the model under evaluation is
+                still the one measured.
 
         Raises:
             AttackUnavailable: when the attack is not registered, refuses the threat
                 model, or its examples are refused by the engine.
         """
+        if source is not None and EARLY_EXIT in getattr(self.entry(name).factory, "defaults", {}):
+            overrides = {**dict(overrides or {}), EARLY_EXIT: False}  # the goal would be met on the source
         spec = AttackSpec(name, self.build(name, overrides, params))
         threat = ThreatModel(norm=norm or self.norm, eps=eps, bounds=self.bounds)
         try:

@@ -81,20 +81,24 @@ class IterLL(_KurakinIterative):
     Args:
         alpha (float | None): step size; ``None`` (default) = one pixel, ``(hi - lo)/255``.
         steps (int | None): iterations; ``None`` (default) = ``floor(min(eps + 4, 1.25 eps))``, eps in pixels.
-        early_exit (bool): stop on each example once it is misclassified, keeping the best point
-            (default True; see :mod:`advframe_gradient.loop`); False runs every step on every
-            example, as the paper does and as adversarial training uses it.
+        early_exit (bool): stop on each example once it is classified as its least-likely class,
+            keeping the best point (default True; see :mod:`advframe_gradient.loop`); False runs
+            every step on every example, as the paper does and as adversarial training uses it.
 
     Norm linf; picks its own target, so not targetable by the caller; does not read the
     true label; spends ``steps`` gradient evaluations per example (none for eps 0), fewer
-    under early exit, whose goal is the evaluation's: misclassification. Its one-step
-    counterpart is step_ll.
+    under early exit, whose goal is the attack's own, y_LL (reading no label; on an example
+    classified correctly it implies misclassification). Its one-step counterpart is step_ll.
     """
 
     name = "iter_ll"
     summary = "Iterative least-likely class method: 1-pixel steps toward y_LL (Kurakin 2017)"
     uses_true_label = False
     one_step_counterpart = "step_ll"
+
+    def own_target(self, model: Model, clean_outputs: torch.Tensor) -> torch.Tensor | None:
+        """The least-likely class of the clean input: the goal under early exit."""
+        return model.scores(clean_outputs).argmin(dim=1)
 
     def objective(self, model: Model, y: torch.Tensor, target: torch.Tensor | None) -> Objective:
         """Minus the loss of the least-likely class, latched at the first step's outputs."""

@@ -14,8 +14,10 @@ Two ways to run it:
 * **early exit** (``early_exit=True``, the default when evaluating): each example keeps
   the best point seen so far, first by the attack's goal (misclassified, or classified as
   the target when targeted), then by its objective; it leaves the working batch as soon as
-  its goal is met, and the remaining steps run on the examples still standing. An attack
-  that does not read the true label (iter_ll) has the goal of leaving the clean prediction. Restarts run
+  its goal is met (by a small score margin, :data:`EXIT_MARGIN`), and the remaining steps run
+  on the examples still standing. An attack that does not read the true label has a goal of
+  its own (:meth:`IterativeAttack.own_target`: iter_ll's least-likely class), else leaving
+  the clean prediction. Restarts run
   only on the examples no earlier restart broke (as AutoAttack does). The iterates of an
   example are those of the fixed-step run until its goal is met (up to the model's own
   batch-size numerics), so every accuracy the goal covers is at most the fixed-step one.
@@ -25,6 +27,7 @@ Two ways to run it:
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -133,10 +136,12 @@ class IterativeAttack(Attack, abc.ABC):
                             gen: torch.Generator | None) -> torch.Tensor:
         """Restarts on the examples not yet broken; each run drops an example once its goal is met."""
         clean = threat.clip_bounds(x)
-        labels: torch.Tensor | None = y
-        if not self.uses_true_label and target is None:  # label-free: leave the clean prediction
-            labels = None if type(self).start is IterativeAttack.start else self._predict(model, clean)
-        kept = _Kept(clean, model, labels, target)
+        if self.uses_true_label or target is not None:
+            kept = _Kept(clean, model, y, target)
+        else:  # label-free: the goal is read off the clean outputs (the first pass's, from the default start)
+            kept = _Kept(clean, model, None, None, own_target=self.own_target)
+            if type(self).start is not IterativeAttack.start:
+                kept.set_reference(self.forward(model, clean))
         for _ in range(restarts):
             rows = (~kept.met).nonzero().squeeze(1)
             if rows.numel() == 0:
@@ -144,10 +149,11 @@ class IterativeAttack(Attack, abc.ABC):
             self._run_early_exit(model, x, threat, objective, size, steps, gen, rows, kept)
         return kept.x
 
-    def _predict(self, model: Model, x: torch.Tensor) -> torch.Tensor:
-        """The model's prediction at ``x`` (one counted forward query)."""
-        with torch.no_grad():
-            return model.predict(self.forward(model, x))
+    def own_target(self, model: Model, clean_outputs: torch.Tensor) -> torch.Tensor | None:
+        """The class an attack that does not read the true label steers each example toward,
+        from the model's outputs at the clean inputs: its early-exit goal (default None: leave
+        the clean prediction, DeepFool's rule)."""
+        return None
 
     def _run_early_exit(self, model: Model, x: torch.Tensor, threat: ThreatModel, objective: Objective,
                         size: float, steps: int, gen: torch.Generator | None, rows: torch.Tensor,
@@ -185,26 +191,43 @@ def _rows_of(state: Any, keep: torch.Tensor) -> Any:
     raise TypeError(f"early exit needs init_state() to return None or a per-example tensor, not {type(state).__name__}")
 
 
+#: The goal counts for early exit only when met by this margin of class scores, relative to
+#: the largest score magnitude (at least 1), so that the batch-size numerics of the
+#: evaluator's later whole-batch classification cannot undo it; the next step deepens it.
+EXIT_MARGIN = 1e-4
+
+
 class _Kept:
     """The best point of each example so far under early exit: first by the goal, then by the objective.
 
     Args:
         x: the clean batch, clipped into the bounds (the point kept until a better one is offered).
-        model: the model whose decision rule (``model.predict``) tests the goal.
-        y: the labels; the goal is ``predict != y`` untargeted. ``None`` for an attack that
-            does not read the true label (iter_ll): the labels are then the predictions of
-            the first points offered, which are the clean inputs, and the goal is to leave
-            the clean prediction (DeepFool's rule).
+        model: the model whose decision rule (``model.predict``) and scores test the goal.
+        y: the labels; the goal is ``predict != y`` untargeted.
         target: target classes; the goal is ``predict == target`` targeted.
+        own_target: for an attack that reads neither (``y`` and ``target`` None): the classes
+            it steers toward, from the clean outputs (:meth:`IterativeAttack.own_target`); the
+            goal is reaching them, or leaving the clean prediction when it gives None. The
+            clean outputs are the first ones offered, or those given to :meth:`set_reference`.
     """
 
-    def __init__(self, x: torch.Tensor, model: Model, y: torch.Tensor | None, target: torch.Tensor | None) -> None:
+    def __init__(self, x: torch.Tensor, model: Model, y: torch.Tensor | None, target: torch.Tensor | None,
+                 own_target: Callable[[Model, torch.Tensor], torch.Tensor | None] | None = None) -> None:
         n = x.shape[0]
         self.x = x.clone()
-        self.model, self.y, self.target = model, y, target
+        self.model, self.y, self.target, self.own_target = model, y, target, own_target
         self.met = torch.zeros(n, dtype=torch.bool, device=x.device)
         self.value = x.new_full((n,), float("-inf"), dtype=torch.float32)
         self.outputs: torch.Tensor | None = None  # the latest outputs of every example
+
+    def set_reference(self, clean_outputs: torch.Tensor) -> None:
+        """Read a label-free attack's goal off the model's outputs at the clean inputs."""
+        with torch.no_grad():
+            own = self.own_target(self.model, clean_outputs) if self.own_target is not None else None
+            if own is not None:
+                self.target = own.detach().clone()
+            else:
+                self.y = self.model.predict(clean_outputs.detach()).clone()
 
     def on_rows(self, objective: Objective, rows: torch.Tensor) -> Objective:
         """``objective`` for the outputs of ``rows`` alone.
@@ -222,6 +245,19 @@ class _Kept:
 
         return restricted
 
+    def goal(self, rows: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Whether the outputs ``out`` of ``rows`` meet the goal, by :data:`EXIT_MARGIN` at least."""
+        with torch.no_grad():
+            pred = self.model.predict(out)
+            scores = self.model.scores(out).float()
+            tol = EXIT_MARGIN * scores.abs().amax(dim=1).clamp_min(1.0)
+            cls = self.target[rows] if self.target is not None else self.y[rows]
+            own = scores.gather(1, cls.view(-1, 1)).squeeze(1)
+            others = scores.scatter(1, cls.view(-1, 1), float("-inf")).amax(dim=1)
+            if self.target is not None:
+                return (pred == cls) & (own - others > tol)
+            return (pred != cls) & (others - own > tol)
+
     def offer(self, rows: torch.Tensor, x_adv: torch.Tensor, out: torch.Tensor, value: torch.Tensor) -> None:
         """Keep ``x_adv`` for the rows where it meets the goal or raises the objective."""
         out = out.detach()
@@ -230,11 +266,9 @@ class _Kept:
         else:
             self.outputs = self.outputs.to(out.dtype)
             self.outputs[rows] = out
-        with torch.no_grad():
-            pred = self.model.predict(out)
-        if self.y is None:
-            self.y = pred.clone()  # the clean prediction (rows are every example on the first offer)
-        hit = pred == self.target[rows] if self.target is not None else pred != self.y[rows]
+        if self.y is None and self.target is None:
+            self.set_reference(out)  # the first offer: every example, at the clean inputs
+        hit = self.goal(rows, out)
         value = value.to(self.value.dtype)
         take = hit | (value > self.value[rows])
         self.x[rows[take]] = x_adv[take].to(self.x.dtype)
