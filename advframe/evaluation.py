@@ -71,6 +71,10 @@ class RunRow:
         failed: whether a batch of the run failed (the attack raised or returned nothing).
         uses_true_label: whether the attack reads the true label.
         gradient_shared_across_eps: whether the run reused gradients computed for another eps.
+        gradient_evaluations_total: gradient evaluations summed over the examples (the mean
+            per example times the examples; an attack that drops the examples it has broken
+            pays only for those it still attacks).
+        forward_queries_total: forward passes summed over the examples.
         worst_case_step: worst case: the attack's place in the suite (1 = first).
         broke: worst case: examples this attack broke at this eps.
         robust_after: worst case: the share of examples still robust after this attack.
@@ -98,6 +102,8 @@ class RunRow:
     failed: bool = False
     uses_true_label: bool = False
     gradient_shared_across_eps: bool = False
+    gradient_evaluations_total: float | None = None
+    forward_queries_total: float | None = None
     worst_case_step: int | None = None
     broke: int | None = None
     robust_after: float | None = None
@@ -390,6 +396,8 @@ class _Evaluation(PreparedRun):
             seconds=t.seconds, examples=t.examples, rejected_batches=t.rejected_batches,
             rejected_examples=t.rejected_examples, failed=t.failed_batches > 0,
             uses_true_label=uses_label, gradient_shared_across_eps=t.shared > 0,
+            gradient_evaluations_total=t.gradient_evaluations if self.clean.examples else None,
+            forward_queries_total=t.forward_queries if self.clean.examples else None,
         )
 
     def result(self) -> EvalResult:

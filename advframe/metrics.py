@@ -39,8 +39,8 @@ class RunTally:
     rejected_batches: int = 0
     rejected_examples: int = 0
     failed_batches: int = 0      # batches refused because the attack misbehaved (raised, bad output, wrote input)
-    gradient_evaluations: float = 0.0  # sum over batches of (passes booked x batch size)
-    forward_queries: float = 0.0       # sum over batches of (forward-only passes booked x batch size)
+    gradient_evaluations: float = 0.0  # sum over batches of (passes per example booked x batch size)
+    forward_queries: float = 0.0       # the same for forward-only passes
     shared: int = 0              # batches whose cost was shared over the eps grid
     seconds: float = 0.0
 

@@ -148,9 +148,9 @@ def bench_pgd(label: str, net: nn.Module, shape: tuple[int, ...], batch: int, ep
               steps: int, repeats: int, device: torch.device, ta: Any) -> dict[str, Any]:
     x, y = make_batch(net, shape, batch, device)
     threat = advframe.ThreatModel(norm="linf", eps=eps, bounds=(0.0, 1.0))
-    attack = advframe.get_attack("pgd", steps=steps, step_size=alpha, random_start=False)
+    attack = advframe.get_attack("pgd", steps=steps, step_size=alpha, random_start=False, early_exit=False)
     model = advframe.as_model(net)
-    params = {"pgd": {"steps": steps, "step_size": alpha, "random_start": False}}
+    params = {"pgd": {"steps": steps, "step_size": alpha, "random_start": False, "early_exit": False}}
     x_cpu, y_cpu = x.cpu(), y.cpu()
 
     def run_eval() -> Any:

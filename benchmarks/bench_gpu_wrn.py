@@ -83,7 +83,8 @@ def run(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, amp: bool, repea
                 top1[side] = bare(net, x, y, found.batch_size, amp, cl)
             else:
                 result = advframe.evaluate(model, (x, y), attacks=["pgd"], eps=[EPS], batch_size=found.batch_size,
-                                           params={"steps": STEPS}, device=str(device), amp=amp)
+                                           params={"steps": STEPS, "early_exit": False}, device=str(device),
+                                           amp=amp)  # the bare loop's passes
                 top1[side] = result.runs[0].top1
             sync(device)
             times[side].append(time.perf_counter() - start)

@@ -119,10 +119,11 @@ def main() -> None:
     threat = ThreatModel("linf", EPS, (LO, HI))
     n_kurakin = kurakin_steps(EPS, (LO, HI))
     cases = [
-        ("iter_basic", advframe.get_attack("iter_basic"), bare_iter_basic, n_kurakin),
-        ("iter_ll", advframe.get_attack("iter_ll"), bare_iter_ll, n_kurakin),
-        ("pgd", advframe.get_attack("pgd", steps=40), bare_pgd, 40),
-        ("mim", advframe.get_attack("mim", steps=10), bare_mim, 10),
+        # fixed steps: the bare loops spend every step on every example (early exit: bench_early_exit.py)
+        ("iter_basic", advframe.get_attack("iter_basic", early_exit=False), bare_iter_basic, n_kurakin),
+        ("iter_ll", advframe.get_attack("iter_ll", early_exit=False), bare_iter_ll, n_kurakin),
+        ("pgd", advframe.get_attack("pgd", steps=40, early_exit=False), bare_pgd, 40),
+        ("mim", advframe.get_attack("mim", steps=10, early_exit=False), bare_mim, 10),
     ]
     rows = []
     for name, attack, bare, steps in cases:

@@ -80,6 +80,8 @@ def test_pass_counts_equal_a_hand_count_on_a_counting_model():
     result = advframe.evaluate(model, (x, y), attacks=[IterBasic(alpha=alpha, steps=steps)], eps=[threat.eps],
                                bounds=(-10.0, 10.0), batch_size=n)
     assert result.runs[0].gradient_evaluations == pytest.approx(float(grads.sum()) / n)
+    assert result.runs[0].gradient_evaluations_total == pytest.approx(float(grads.sum()))
+    assert result.runs[0].forward_queries_total == pytest.approx(float(last.sum()))  # the last iterates
 
 
 def _fixed_paths(model, x, y, steps, alpha, eps):

@@ -192,7 +192,7 @@ def test_a_model_that_is_not_a_module_is_named_with_the_way_to_load_one(bad):
 RUN_KEYS = ["attack", "eps", "norm", "targeted", "params", "top1", "top5", "success_rate", "accuracy_ratio",
             "label_leaks", "max_perturbation", "violations", "gradient_evaluations", "forward_queries", "seconds",
             "examples", "rejected_batches", "rejected_examples", "failed", "uses_true_label",
-            "gradient_shared_across_eps"]
+            "gradient_shared_across_eps", "gradient_evaluations_total", "forward_queries_total"]
 
 
 def test_runs_are_typed_rows_whose_to_dict_is_the_document_entry(problem):
