@@ -264,3 +264,21 @@ def test_the_transfer_check_crafts_on_its_source_with_fixed_steps(monkeypatch):
     assert built[-1].params["early_exit"] is False
     probe.attack("pgd", 0.3, params={"steps": 10, "early_exit": True})
     assert built[-1].params["early_exit"] is True  # white-box on the model itself: the evaluation's own
+
+
+def test_cw_searches_on_only_the_examples_without_a_success_inside_eps():
+    from advframe_optim.cw import CarliniWagnerL2
+
+    model, x, y = _mlp_and_points(seed=8, n=24)
+    threat = ThreatModel("l2", 0.3, (0.0, 1.0))
+    budget = {"binary_search_steps": 3, "max_iterations": 15, "learning_rate": 0.05, "initial_const": 0.1}
+    fast, slow = CarliniWagnerL2(abort_early=False, **budget), CarliniWagnerL2(abort_early=False, early_exit=False, **budget)
+    a, b = fast(model, x, y, threat), slow(model, x, y, threat)
+    with torch.no_grad():
+        broken_fast, broken_slow = model(a).argmax(1) != y, model(b).argmax(1) != y
+    assert bool(broken_slow.any()) and not bool(broken_slow.all())
+    assert torch.equal(broken_fast, broken_slow)  # Adam is per coordinate: the others' search is unchanged
+    assert fast.booked(24)[0] < slow.booked(24)[0] == 3 * 15
+    # abort_early sums the objective over the batch: dropping examples would change the rest's rounds
+    c, d = CarliniWagnerL2(**budget), CarliniWagnerL2(early_exit=False, **budget)
+    assert torch.equal(c(model, x, y, threat), d(model, x, y, threat))
