@@ -72,8 +72,8 @@ class RunRow:
         uses_true_label: whether the attack reads the true label.
         gradient_shared_across_eps: whether the run reused gradients computed for another eps.
         gradient_evaluations_total: gradient evaluations summed over the examples (the mean
-            per example times the examples; an attack that drops the examples it has broken
-            pays only for those it still attacks).
+            per example times the document's examples; an attack that drops the examples it
+            has broken pays only for those it still attacks).
         forward_queries_total: forward passes summed over the examples.
         worst_case_step: worst case: the attack's place in the suite (1 = first).
         broke: worst case: examples this attack broke at this eps.
