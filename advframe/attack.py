@@ -153,11 +153,9 @@ class Attack(Configurable):
         by hand costs 1 (the whole batch).
         """
         n = max(int(n), 1)
-        out = []
-        for kind, total in (("gradient", self.gradient_evaluations), ("forward", self.forward_queries)):
-            passes, rows = self._rows[kind]
-            out.append(rows / n + (total - passes))
-        return out[0], out[1]
+        (grad_passes, grad_rows), (fwd_passes, fwd_rows) = self._rows["gradient"], self._rows["forward"]
+        return (grad_rows / n + self.gradient_evaluations - grad_passes,
+                fwd_rows / n + self.forward_queries - fwd_passes)
 
     # -- the entry points -----------------------------------------------------------
     def __call__(self, model: Model, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,

@@ -23,12 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from advframe import plugins
-from advframe.attack import fixed_steps
 from advframe.dataset import LabeledData
 from advframe.engine import AttackSpec, craft_audited
 from advframe.errors import ParameterError
 from advframe.model import eval_mode
+from advframe.options import fixed_step_spec
 from advframe.threat import ThreatModel
 
 #: A collapse: held-out robust accuracy at least this far (absolute) below its best ...
@@ -99,10 +98,7 @@ class Monitor:
         """
         if monitor is None or threat is None:
             return cls(data, None, None)
-        name, params = monitor
-        entry = plugins.registry().get("attacks", name)
-        spec = AttackSpec(name, plugins.registry().build("attacks", name, **fixed_steps(entry.factory, params)),
-                          entry.plugin)
+        spec = fixed_step_spec(*monitor)
         spec.attack.check_threat(threat, None)
         return cls(data, spec, threat)
 

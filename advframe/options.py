@@ -180,6 +180,16 @@ def default_attacks() -> list[str]:
     return [default]
 
 
+def fixed_step_spec(name: str, params: Mapping[str, Any]) -> AttackSpec:
+    """The registered attack ``name`` built with ``params``, with fixed steps where it declares
+    ``early_exit`` and ``params`` leave it unset (:func:`advframe.attack.fixed_steps`): the
+    adversary of adversarial training and the held-out monitor, whose points are the last
+    iterates of every example."""
+    registry = plugins.registry()
+    entry = registry.get("attacks", name)
+    return AttackSpec(name, registry.build("attacks", name, **fixed_steps(entry.factory, params)), entry.plugin)
+
+
 def resolve_attacks(attacks: Sequence[Any] | None, params: Mapping[str, Any] | None, *,
                     early_exit: bool = True) -> list[AttackSpec]:
     """Attack names or objects -> specs, with the one parameter path of :func:`split_params`.

@@ -40,23 +40,10 @@ import advframe
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.bench_evaluate import bare_pgd  # noqa: E402
+from benchmarks.bench_evaluate import bare_evaluation  # noqa: E402
 from tests.formats import calibrate_batch_norm  # noqa: E402
 
 STEPS, EPS, BATCH = 10, 8 / 255, 128
-
-
-def bare_evaluation(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Top-1 under PGD-10 from a uniform start, batch by batch, as the evaluation computes it."""
-    correct = 0
-    for s in range(0, len(y), BATCH):
-        xb, yb = x[s:s + BATCH], y[s:s + BATCH]
-        with torch.no_grad():
-            net(xb)  # the clean pass
-        xa = bare_pgd(net, xb, yb, EPS, STEPS)
-        with torch.no_grad():
-            correct += int((net(xa).argmax(1) == yb).sum())
-    return correct / len(y)
 
 
 def pgd_overhead(examples: int, repeats: int) -> dict:
@@ -72,7 +59,7 @@ def pgd_overhead(examples: int, repeats: int) -> dict:
         for side in ("bare", "advframe"):
             start = time.perf_counter()
             if side == "bare":
-                top1[side] = bare_evaluation(net, x, y)
+                top1[side] = bare_evaluation(net, x, y, [EPS], BATCH, STEPS)[0]
             else:
                 result = advframe.evaluate(net, (x, y), attacks=["pgd"], eps=[EPS], batch_size=BATCH,
                                            params={"steps": STEPS, "early_exit": False})  # the bare loop's passes

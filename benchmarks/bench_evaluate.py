@@ -19,6 +19,7 @@ import argparse
 import json
 import platform
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -30,28 +31,35 @@ from advframe.checks import run_checks
 STEPS = 40
 
 
-def bare_pgd(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = STEPS) -> torch.Tensor:
-    """PGD from a uniform start: ``steps`` forward+backward passes, sign steps of 2.5 eps / steps, projection."""
+def bare_pgd(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = STEPS,
+             amp: bool = False) -> torch.Tensor:
+    """PGD from a uniform start: ``steps`` forward+backward passes, sign steps of 2.5 eps / steps, projection.
+
+    ``amp``: the forward passes under bf16 autocast, the loss in float32 (as ``--amp`` runs them).
+    """
     step = 2.5 * eps / steps
+    cast = torch.autocast(x.device.type, dtype=torch.bfloat16) if amp else nullcontext()
     lower, upper = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
     xa = torch.min(torch.max(x + (torch.rand_like(x) * 2 - 1) * eps, lower), upper)
     for _ in range(steps):
         xg = xa.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(F.cross_entropy(net(xg), y, reduction="none").sum(), xg)
+        with cast:
+            logits = net(xg)
+        (g,) = torch.autograd.grad(F.cross_entropy(logits.float(), y, reduction="none").sum(), xg)
         xa = torch.min(torch.max(xa + step * g.sign(), lower), upper)
     return xa
 
 
 def bare_evaluation(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, grid: list[float],
-                    batch: int) -> list[float]:
-    """Top-1 under PGD-40 per eps, batch by batch, as the evaluation computes it."""
+                    batch: int, steps: int = STEPS) -> list[float]:
+    """Top-1 under PGD (``steps``, 40 by default) per eps, batch by batch, as the evaluation computes it."""
     correct = [0] * len(grid)
     for s in range(0, len(y), batch):
         xb, yb = x[s:s + batch], y[s:s + batch]
         with torch.no_grad():
             net(xb)  # the clean pass
         for j, eps in enumerate(grid):
-            xa = bare_pgd(net, xb, yb, eps)
+            xa = bare_pgd(net, xb, yb, eps, steps)
             with torch.no_grad():
                 correct[j] += int((net(xa).argmax(1) == yb).sum())
     return [c / len(y) for c in correct]

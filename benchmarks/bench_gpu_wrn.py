@@ -22,12 +22,10 @@ import argparse
 import json
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 import advframe
 from advframe.batch_size import find_batch_size
@@ -35,6 +33,7 @@ from advframe.model import as_model
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.bench_evaluate import bare_pgd  # noqa: E402
 from tests.formats import calibrate_batch_norm  # noqa: E402
 
 EPS, STEPS = 8 / 255, 10
@@ -47,22 +46,14 @@ def sync(device: torch.device) -> None:
 
 def bare(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, amp: bool, cl: bool) -> float:
     """Top-1 under PGD-10 over the batches, as the evaluation computes it."""
-    correct, step = 0, 2.5 * EPS / STEPS
-    cast = torch.autocast(x.device.type, dtype=torch.bfloat16) if amp else nullcontext()
+    correct = 0
     for s in range(0, len(y), batch):
         xb, yb = x[s:s + batch], y[s:s + batch]
         if cl:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             net(xb)
-        lower, upper = (xb - EPS).clamp(0, 1), (xb + EPS).clamp(0, 1)
-        xa = torch.min(torch.max(xb + (torch.rand_like(xb) * 2 - 1) * EPS, lower), upper)
-        for _ in range(STEPS):
-            xg = xa.detach().requires_grad_(True)
-            with cast:
-                loss = F.cross_entropy(net(xg).float(), yb, reduction="none").sum()
-            (g,) = torch.autograd.grad(loss, xg)
-            xa = torch.min(torch.max(xa + step * g.sign(), lower), upper)
+        xa = bare_pgd(net, xb, yb, EPS, STEPS, amp)
         with torch.no_grad():
             correct += int((net(xa).argmax(1) == yb).sum())
     return correct / len(y)

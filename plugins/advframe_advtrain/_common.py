@@ -17,12 +17,12 @@ from typing import Any
 
 import torch
 
-from advframe import distributed, plugins
-from advframe.attack import fixed_steps
+from advframe import distributed
 from advframe.defense import Defense
 from advframe.distributed import unwrap
 from advframe.engine import AttackSpec, craft_audited
 from advframe.model import Model, eval_mode
+from advframe.options import fixed_step_spec
 from advframe.params import SEED_LIMIT
 from advframe.ops import derive_seed
 from advframe.threat import ThreatModel
@@ -60,9 +60,7 @@ def attack_spec(name: str, **params: Any) -> AttackSpec:
     """A registered attack, built with ``params``, as the engine takes it; fixed steps
     (``early_exit=False``) unless ``params`` say otherwise: the training point is the
     adversary's last iterate of every example."""
-    entry = plugins.registry().get("attacks", name)
-    return AttackSpec(name, plugins.registry().build("attacks", name, **fixed_steps(entry.factory, params)),
-                      entry.plugin)
+    return fixed_step_spec(name, params)
 
 
 def data_bounds(data: Any) -> tuple[float, float]:

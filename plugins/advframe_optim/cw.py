@@ -133,22 +133,18 @@ class CarliniWagnerL2(Attack):
         best_adv = x.clone()
         check_every = max(1, int(self.max_iterations) // 10)
 
+        searching = self.early_exit and not self.abort_early  # only where no success lies within eps
         for _ in range(int(self.binary_search_steps)):
-            if self.early_exit and not self.abort_early:  # search on only where no success lies within eps
-                rows = (best_l2 > float(threat.eps) ** 2).nonzero().squeeze(1)
-                if rows.numel() == 0:
-                    break
-                done = self._search_round(model, x[rows], labels[rows], w0[rows], const[rows], best_l2[rows],
-                                          threat, targeted, kappa, check_every)
-                best_l2[rows], round_success = done[0], done[2]
-                best_adv[rows[done[3]]] = done[1][done[3]]
-                upper[rows], lower[rows], const[rows] = _next_const(round_success, upper[rows], lower[rows],
-                                                                    const[rows])
-                continue
-            best_l2, best_adv_round, round_success, improved = self._search_round(
-                model, x, labels, w0, const, best_l2, threat, targeted, kappa, check_every)
-            best_adv[improved] = best_adv_round[improved]
-            upper, lower, const = _next_const(round_success, upper, lower, const)
+            rows = (best_l2 > float(threat.eps) ** 2).nonzero().squeeze(1) if searching else \
+                torch.arange(n, device=x.device)
+            if searching and rows.numel() == 0:
+                break
+            round_l2, round_adv, success, improved = self._search_round(
+                model, x[rows], labels[rows], w0[rows], const[rows], best_l2[rows], threat, targeted, kappa,
+                check_every)
+            best_l2[rows] = round_l2
+            best_adv[rows[improved]] = round_adv[improved]
+            upper[rows], lower[rows], const[rows] = _next_const(success, upper[rows], lower[rows], const[rows])
 
         x_adv = best_adv
         return threat.project(x_adv, x).detach()
